@@ -187,6 +187,12 @@ func (x *run) execute(ctx context.Context) (Outcome, string) {
 			x.tolerated = true
 			continue
 		}
+		if res.rejected && st.OnFailure != "continue" {
+			// The gated step never ran, so there is nothing to roll back: a
+			// refusal stops the execution.
+			x.skipRest(i+1, "approval for "+st.Name+" was not given")
+			return OutcomeAborted, fmt.Sprintf("step %s not run: %s", st.Name, res.err)
+		}
 		switch st.OnFailure {
 		case "continue":
 			continue

@@ -7,9 +7,10 @@ import (
 )
 
 type unitResult struct {
-	status StepStatus
-	err    string
-	cancel bool
+	status   StepStatus
+	err      string
+	cancel   bool
+	rejected bool // an approval was refused: the step never ran
 }
 
 func (r unitResult) cancelled() bool { return r.cancel }
@@ -80,7 +81,7 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 				r.Status, r.Error = StepFailure, why
 				x.must(Event{Type: EventStepFinished, Step: &r})
 				x.absorb(st, r)
-				return unitResult{status: StepFailure, err: why, cancel: ctx.Err() != nil}
+				return unitResult{status: StepFailure, err: why, cancel: ctx.Err() != nil, rejected: true}
 			}
 		}
 	}
@@ -110,13 +111,13 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 	fin.DurationMs = end.Sub(start).Milliseconds()
 	fin.Output = res.Output
 	fin.Status = StepSuccess
-	if runErr == nil {
-		state, err := x.saveState(ctx, st, res)
-		if err != nil {
-			runErr = err
-		}
-		fin.State = state
+	// State is saved even when the action failed: what it captured before
+	// failing (the replica count before a restart) is what rollback needs.
+	state, err := x.saveState(ctx, st, res)
+	if err != nil && runErr == nil {
+		runErr = err
 	}
+	fin.State = state
 	if runErr != nil {
 		fin.Status = StepFailure
 		fin.Error = runErr.Error()
@@ -238,6 +239,7 @@ func (x *run) call(ctx context.Context, st *Step, spec ActionSpec, phase Phase, 
 	defer cancel(nil)
 	if timeout > 0 {
 		t := x.e.cfg.Clock.NewTimer(timeout)
+		defer t.Stop() // synchronously, so no stale timer outlives the step
 		stop := make(chan struct{})
 		defer close(stop)
 		go func() {
@@ -245,7 +247,6 @@ func (x *run) call(ctx context.Context, st *Step, spec ActionSpec, phase Phase, 
 			case <-t.C():
 				cancel(fmt.Errorf("%w after %s", ErrStepTimeout, timeout))
 			case <-stop:
-				t.Stop()
 			}
 		}()
 	}
@@ -319,7 +320,9 @@ func (x *run) saveState(ctx context.Context, st *Step, res Result) (map[string]a
 		if err != nil {
 			return out, fmt.Errorf("saveState %s: %w", s.Key, err)
 		}
-		out[s.Key] = v
+		if v != nil {
+			out[s.Key] = v
+		}
 	}
 	return out, nil
 }
