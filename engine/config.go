@@ -136,7 +136,7 @@ func (m *MappingsConfig) validate() Diagnostics {
 			for label, rhs := range c {
 				lc, err := ParseLabelCondition(label, rhs)
 				if err != nil {
-					d.at(mp.Pos.Of("conditions"), `write e.g. namespace: "!production-critical" or value: "> 50"`, "mappings[%d].conditions[%d]: %v", i, j, err)
+					d.at(mp.Pos.Of(fmt.Sprintf("conditions[%d]", j)), `write e.g. namespace: "!production-critical" or value: "> 50"`, "mappings[%d].conditions[%d]: %v", i, j, err)
 					continue
 				}
 				mp.Conds = append(mp.Conds, lc)

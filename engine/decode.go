@@ -286,6 +286,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, what string) {
 			continue
 		}
 		pos.fields[k.Value] = Pos{Line: val.Line, Col: val.Column}
+		if val.Kind == yaml.SequenceNode {
+			for j, item := range val.Content {
+				pos.fields[fmt.Sprintf("%s[%d]", k.Value, j)] = Pos{Line: item.Line, Col: item.Column}
+			}
+		}
 		d.decode(val, v.Field(fi), what+"."+k.Value)
 	}
 	if f := v.FieldByName("Pos"); f.IsValid() && f.Type() == posType {
@@ -352,6 +357,20 @@ func (p *Params) decodeNode(d *decoder, n *yaml.Node) {
 		return
 	}
 	p.Values, p.node = m, n
+}
+
+// pos returns the position of a top-level param's value.
+func (p Params) pos(key string, def Pos) Pos {
+	if p.node == nil {
+		return def
+	}
+	for i := 0; i+1 < len(p.node.Content); i += 2 {
+		if p.node.Content[i].Value == key {
+			v := p.node.Content[i+1]
+			return Pos{Line: v.Line, Col: v.Column}
+		}
+	}
+	return def
 }
 
 // Get returns one parameter's raw value.

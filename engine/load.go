@@ -134,28 +134,19 @@ func LoadSources(reg *Registry, order []string, srcs map[string][]byte) (*Catalo
 		switch sniff(data) {
 		case KindMappings:
 			m := &MappingsConfig{}
-			if ds := decodeFile(f, data, m); len(ds) > 0 {
-				diags = append(diags, ds...)
-				continue
-			}
+			diags = append(diags, decodeFile(f, data, m)...)
 			m.File = f
 			diags = append(diags, m.validate()...)
 			cat.Mappings = m
 		case KindRBAC:
 			r := &RBACConfig{}
-			if ds := decodeFile(f, data, r); len(ds) > 0 {
-				diags = append(diags, ds...)
-				continue
-			}
+			diags = append(diags, decodeFile(f, data, r)...)
 			r.File = f
 			diags = append(diags, r.validate()...)
 			cat.RBAC = r
 		case KindSecrets:
 			s := &SecretsConfig{}
-			if ds := decodeFile(f, data, s); len(ds) > 0 {
-				diags = append(diags, ds...)
-				continue
-			}
+			diags = append(diags, decodeFile(f, data, s)...)
 			s.File = f
 			diags = append(diags, s.validate()...)
 			cat.Secrets = s

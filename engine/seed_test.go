@@ -92,12 +92,12 @@ func TestSeedRestartFailsRollsBack(t *testing.T) {
 	}
 	st := h.statuses(id)
 	want := map[string]engine.StepStatus{
-		"step:rolling-restart":          engine.StepFailure,
-		"step:verify-restart-success":   engine.StepSkipped,
-		"rollback:undo-rollout":         engine.StepSuccess,
-		"rollback:restore-replicas":     engine.StepSuccess,
-		"rollback:verify-rollback":      engine.StepSuccess,
-		"rollback:notify-rollback":      engine.StepSuccess,
+		"step:rolling-restart":        engine.StepFailure,
+		"step:verify-restart-success": engine.StepSkipped,
+		"rollback:undo-rollout":       engine.StepSuccess,
+		"rollback:restore-replicas":   engine.StepSuccess,
+		"rollback:verify-rollback":    engine.StepSuccess,
+		"rollback:notify-rollback":    engine.StepSuccess,
 	}
 	for k, v := range want {
 		if st[k] != v {
@@ -237,7 +237,9 @@ func TestSeedSelfApprovalRefused(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0)) }
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0))
+}
 
 func indexOf(s, sub string) int {
 	for i := 0; i+len(sub) <= len(s); i++ {

@@ -258,7 +258,7 @@ func (v *validator) step(s *Step, what string, phase Phase, names map[string]Pos
 			v.d.at(ra.Pos.Of("type"), choices(ra.Type, approvalTypes), "%s: requiresApproval.type %q is not known", what, ra.Type)
 		}
 		for i, c := range ra.Conditions {
-			ra.conds = append(ra.conds, v.condition(c, ra.Pos.Of("conditions"), fmt.Sprintf("%s.requiresApproval.conditions[%d]", what, i), phase, nil))
+			ra.conds = append(ra.conds, v.condition(c, ra.Pos.Of(fmt.Sprintf("conditions[%d]", i)), fmt.Sprintf("%s.requiresApproval.conditions[%d]", what, i), phase, nil))
 		}
 	}
 	extra := map[string]bool{}
@@ -275,7 +275,7 @@ func (v *validator) step(s *Step, what string, phase Phase, names map[string]Pos
 		for _, c := range spec.Conditions {
 			condParams[c] = true
 			if raw, ok := s.Params.Values[c].(string); ok {
-				v.condition(raw, s.Pos.Of("params"), what+".params."+c, phase, nil)
+				v.condition(raw, s.Params.pos(c, s.Pos.Of("params")), what+".params."+c, phase, nil)
 			} else if ok && raw == "" {
 				v.d.at(s.Pos.Of("params"), "write the condition as a string", "%s: params.%s must be a condition string", what, c)
 			}
@@ -418,7 +418,7 @@ func (v *validator) approvals(steps map[string]Pos) {
 		}
 		if a.Trigger != nil {
 			for j, c := range a.Trigger.Conditions {
-				a.Trigger.conds = append(a.Trigger.conds, v.condition(c, a.Trigger.Pos.Of("conditions"), fmt.Sprintf("%s.trigger.conditions[%d]", what, j), PhaseStep, nil))
+				a.Trigger.conds = append(a.Trigger.conds, v.condition(c, a.Trigger.Pos.Of(fmt.Sprintf("conditions[%d]", j)), fmt.Sprintf("%s.trigger.conditions[%d]", what, j), PhaseStep, nil))
 			}
 		}
 		if a.Workflow == nil {
@@ -495,7 +495,7 @@ func (v *validator) rollback(names map[string]Pos) {
 			v.d.at(p.Pos, "add steps to the procedure", "%s: no steps", what)
 		}
 		for j, c := range p.Conditions {
-			rb.Procedures[i].conds = append(rb.Procedures[i].conds, v.condition(c, p.Pos.Of("conditions"), fmt.Sprintf("%s.conditions[%d]", what, j), PhaseRollback, nil))
+			rb.Procedures[i].conds = append(rb.Procedures[i].conds, v.condition(c, p.Pos.Of(fmt.Sprintf("conditions[%d]", j)), fmt.Sprintf("%s.conditions[%d]", what, j), PhaseRollback, nil))
 		}
 		for j, s := range p.Steps {
 			v.step(s, fmt.Sprintf("%s.steps[%d]", what, j), PhaseRollback, names)
