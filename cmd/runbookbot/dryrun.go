@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/runbookbot/runbookbot/engine"
+)
+
+func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dry-run", flag.ContinueOnError)
+	var c common
+	c.register(fs)
+	params := paramFlag{}
+	fs.Var(params, "param", "parameter as key=value (repeatable)")
+	jsonOut := fs.Bool("json", false, "print the plan as JSON")
+	pos, ok := parse(fs, args, stderr)
+	if !ok {
+		return exitUsage
+	}
+	pos, err := splitParams(pos, params)
+	if err != nil || len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: runbookbot dry-run NAME|FILE [--param k=v ...] [--json]")
+		return exitUsage
+	}
+	reg := buildRegistry(registryOptions{})
+	rb, _, code := loadRunbook(reg, c.runbooks, pos[0], stderr)
+	if rb == nil {
+		return code
+	}
+	plan, err := engine.DryRun(ctx, reg, rb, params, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "runbookbot: %v\n", err)
+		var pe *engine.ParamError
+		if errors.As(err, &pe) {
+			fmt.Fprintln(stderr, paramUsage(rb))
+			return exitUsage
+		}
+		return exitFailure
+	}
+	if *jsonOut {
+		writeJSON(stdout, plan)
+		return exitOK
+	}
+	fmt.Fprint(stdout, plan.Text())
+	return exitOK
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// paramUsage lists a runbook's parameters for error messages.
+func paramUsage(rb *engine.Runbook) string {
+	s := "parameters of " + rb.Name() + ":"
+	for _, p := range rb.Parameters {
+		req := "optional"
+		if p.Required {
+			req = "required"
+		} else if p.Default != nil {
+			req = "default " + engine.Stringify(p.Default)
+		}
+		s += fmt.Sprintf("\n  %s (%s, %s)", p.Name, p.Type, req)
+		if p.Description != "" {
+			s += ": " + p.Description
+		}
+	}
+	return s
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/runbookbot/runbookbot/engine"
+	"github.com/runbookbot/runbookbot/integrations/embedded"
+	"github.com/runbookbot/runbookbot/integrations/redis"
+)
+
+// registryOptions are the outside systems step actions reach.
+type registryOptions struct {
+	notifier engine.Notifier
+}
+
+// buildRegistry is the one place that knows every step type.
+func buildRegistry(o registryOptions) *engine.Registry {
+	reg := engine.NewRegistry()
+	engine.RegisterBuiltins(reg, o.notifier)
+	registerIntegrations(reg, o)
+	return reg
+}
+
+// loadRunbook finds a runbook by name in dir, or loads it from a file.
+// Problems elsewhere in dir are reported as warnings.
+func loadRunbook(reg *engine.Registry, dir, nameOrFile string, stderr io.Writer) (*engine.Runbook, *engine.Catalog, int) {
+	if st, err := os.Stat(nameOrFile); err == nil && !st.IsDir() {
+		cat, diags := engine.LoadPaths(reg, nameOrFile)
+		if len(diags) > 0 {
+			for _, d := range diags {
+				fmt.Fprintln(stderr, d.String())
+			}
+			return nil, nil, exitFailure
+		}
+		for _, rb := range cat.Runbooks {
+			return rb, cat, exitOK
+		}
+		fmt.Fprintf(stderr, "%s: not a runbook\n", nameOrFile)
+		return nil, nil, exitUsage
+	}
+	cat, diags := engine.LoadPaths(reg, dir)
+	rb, err := cat.Lookup(nameOrFile)
+	if err != nil {
+		for _, d := range diags {
+			fmt.Fprintln(stderr, d.String())
+		}
+		fmt.Fprintf(stderr, "runbookbot: %v\n", err)
+		if len(diags) > 0 {
+			return nil, nil, exitFailure
+		}
+		return nil, nil, exitUsage
+	}
+	if len(diags) > 0 {
+		fmt.Fprintf(stderr, "warning: %d problem(s) in %s (run `runbookbot lint %s`)\n", len(diags), dir, dir)
+	}
+	return rb, cat, exitOK
+}
+
+// openStore opens the configured store: Redis for redis:// URLs, else the
+// embedded store in the data dir.
+func openStore(ctx context.Context, c common) (engine.Store, string, error) {
+	if s := c.store; strings.HasPrefix(s, "redis") || strings.HasPrefix(s, "rediss") {
+		st, err := redis.NewStore(ctx, s)
+		if err != nil {
+			return nil, "", fmt.Errorf("opening Redis store: %w", err)
+		}
+		return st, redactURL(s), nil
+	} else if s != "" {
+		return nil, "", fmt.Errorf("unknown store %q: use redis://host:port/db, or leave it empty for the embedded store", s)
+	}
+	dir := c.dataDir
+	if dir == "" {
+		var err error
+		if dir, err = embedded.DefaultDir(); err != nil {
+			return nil, "", err
+		}
+	}
+	st, err := embedded.Open(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	return st, dir, nil
+}
+
+// redactURL hides a password in a store URL.
+func redactURL(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		if at := strings.LastIndex(s, "@"); at > i {
+			return s[:i+3] + "***@" + s[at+1:]
+		}
+	}
+	return s
+}
