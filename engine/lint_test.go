@@ -40,7 +40,7 @@ func TestShippedRunbooksLintClean(t *testing.T) {
 	if len(diags) > 0 {
 		t.Fatalf("shipped runbooks do not lint:\n%v", diags)
 	}
-	want := []string{"certificate-renewal", "cpu-throttling-remediation", "disk-cleanup-remediation", "high-memory-pod-remediation"}
+	want := []string{"certificate-renewal", "cpu-throttling-remediation", "disk-cleanup-remediation", "example-echo", "high-memory-pod-remediation"}
 	if got := strings.Join(cat.Names(), ","); got != strings.Join(want, ",") {
 		t.Errorf("runbooks = %s", got)
 	}
