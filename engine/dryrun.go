@@ -60,6 +60,9 @@ func DryRun(ctx context.Context, reg *Registry, rb *Runbook, in map[string]any, 
 	p := &Plan{Runbook: rb.Name(), Version: rb.Version(), Parameters: shown}
 	for _, pc := range rb.Preconditions {
 		ps := planStep(ctx, reg, pc, env, 5*time.Second)
+		if pc.Timeout == 0 {
+			ps.EstimatedSeconds = 5 // the seed's estimate for a check
+		}
 		ps.Name = "precondition-" + pc.Name
 		ps.ApprovalRequired = pc.OnFailure == "requestApproval"
 		if ps.ApprovalRequired {

@@ -52,6 +52,7 @@ func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 func writeJSON(w io.Writer, v any) {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
