@@ -1,0 +1,128 @@
+package slackemu
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Run creates and starts a Server and closes it when ctx is done. It is all
+// another package (e.g. a "dev" playground command) needs:
+//
+//	srv, err := slackemu.Run(ctx, slackemu.Options{Addr: "127.0.0.1:3333"})
+//	demo := srv.SeedDemo()
+//	// point the bot at srv.APIURL() with srv.BotToken() / srv.AppToken(),
+//	// point Alertmanager at demo.AlertWebhook, open srv.URL() in a browser.
+func Run(ctx context.Context, o Options) (*Server, error) {
+	s := New(o)
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		<-ctx.Done()
+		_ = s.Close()
+	}()
+	return s, nil
+}
+
+// Demo lists what SeedDemo created.
+type Demo struct {
+	Users        map[string]string // name → ID: alice, bob, carol
+	Groups       map[string]string // handle → ID: oncall, sre
+	Channels     map[string]string // name → ID: ops, alerts
+	AlertWebhook string            // webhook URL posting into #alerts
+}
+
+// SeedDemo adds a small workspace for the playground: users alice, bob and
+// carol, user groups @oncall (alice, bob) and @sre (all), channels #ops and
+// #alerts, and an incoming webhook into #alerts for Alertmanager. Call it
+// after Start.
+func (s *Server) SeedDemo() Demo {
+	d := Demo{Users: map[string]string{}, Groups: map[string]string{}, Channels: map[string]string{}}
+	for _, u := range []User{
+		{Name: "alice", RealName: "Alice Admin", Email: "alice@example.com", IsAdmin: true},
+		{Name: "bob", RealName: "Bob Builder", Email: "bob@example.com"},
+		{Name: "carol", RealName: "Carol Oncall", Email: "carol@example.com"},
+	} {
+		d.Users[u.Name] = s.AddUser(u)
+	}
+	d.Groups["oncall"] = s.AddUserGroup(UserGroup{Handle: "oncall", Name: "On-call", Members: []string{d.Users["alice"], d.Users["bob"]}})
+	d.Groups["sre"] = s.AddUserGroup(UserGroup{Handle: "sre", Name: "SRE", Members: []string{d.Users["alice"], d.Users["bob"], d.Users["carol"]}})
+	d.Channels["ops"] = s.AddChannel("ops")
+	d.Channels["alerts"] = s.AddChannel("alerts")
+	d.AlertWebhook = s.AddWebhook("", "alerts")
+	return d
+}
+
+// AlertmanagerPayload builds the JSON Alertmanager's slack_configs send with
+// the default templates for one alert: empty text, everything in
+// attachments[0] (title "[FIRING:1] name (label values)" or
+// "[RESOLVED] …", title_link, fallback, colour danger/good).
+func AlertmanagerPayload(alertName string, labels map[string]string, firing bool) []byte {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		if k != "alertname" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	vals := make([]string, 0, len(keys))
+	for _, k := range keys {
+		vals = append(vals, labels[k])
+	}
+	title := "[FIRING:1] " + alertName
+	color := "danger"
+	if !firing {
+		title, color = "[RESOLVED] "+alertName, "good"
+	}
+	if len(vals) > 0 {
+		title += " (" + strings.Join(vals, " ") + ")"
+	}
+	link := "http://alertmanager.local:9093/#/alerts?receiver=slack"
+	return mustJSON(map[string]any{
+		"channel": "", "username": "Alertmanager", "icon_emoji": "", "icon_url": "",
+		"link_names": false, "text": "",
+		"attachments": []map[string]any{{
+			"title": title, "title_link": link, "pretext": "", "text": "",
+			"fallback": title + " | " + link, "callback_id": "", "footer": "",
+			"color": color, "mrkdwn_in": []string{"fallback", "pretext", "text"},
+		}},
+	})
+}
+
+// FireAlert posts AlertmanagerPayload through the first registered webhook
+// (see AddWebhook / SeedDemo), as Alertmanager would.
+func (s *Server) FireAlert(alertName string, labels map[string]string, firing bool) error {
+	s.mu.Lock()
+	var path string
+	if len(s.webhookOrder) > 0 {
+		path = s.webhookOrder[0]
+	}
+	s.mu.Unlock()
+	if path == "" {
+		return fmt.Errorf("slackemu: no webhook registered; call AddWebhook or SeedDemo")
+	}
+	return s.PostWebhook(path, AlertmanagerPayload(alertName, labels, firing))
+}
+
+// parseLabels turns "env=prod service=web" into a label map.
+func parseLabels(s string) map[string]string {
+	out := map[string]string{}
+	for _, f := range strings.Fields(s) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Snapshot returns the whole UI state as JSON (users, channels with
+// messages and threads, ephemerals, open views, socket counters), e.g. to
+// attach to a failing test's log.
+func (s *Server) Snapshot() json.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return mustJSON(s.uiStateLocked())
+}
