@@ -76,9 +76,14 @@ type nodeUnmarshaler interface {
 // decoder turns yaml nodes into structs strictly, collecting every error
 // with its position instead of stopping at the first.
 type decoder struct {
-	file  string
-	diags Diagnostics
+	file    string
+	diags   Diagnostics
+	aliases int
 }
+
+// maxAliases bounds alias expansion so a "billion laughs" file is an error,
+// not a hang.
+const maxAliases = 1000
 
 func (d *decoder) errorf(n *yaml.Node, hint, format string, args ...any) {
 	line, col := 0, 0
@@ -116,6 +121,13 @@ func kindName(n *yaml.Node) string {
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, what string) {
 	for n.Kind == yaml.AliasNode {
+		d.aliases++
+		if d.aliases > maxAliases {
+			if d.aliases == maxAliases+1 {
+				d.errorf(n, "write the values out instead of repeating aliases", "%s: too many aliases", what)
+			}
+			return
+		}
 		n = n.Alias
 	}
 	if v.CanAddr() && v.Addr().Type().Implements(unmarshalerType) {
@@ -384,10 +396,15 @@ func (p Params) strings(f func(path, s string, pos Pos)) {
 	if p.node == nil {
 		return
 	}
-	walkStrings(p.node, "params", f)
+	budget := 100 * maxAliases
+	walkStrings(p.node, "params", f, &budget)
 }
 
-func walkStrings(n *yaml.Node, path string, f func(path, s string, pos Pos)) {
+func walkStrings(n *yaml.Node, path string, f func(path, s string, pos Pos), budget *int) {
+	*budget--
+	if *budget < 0 {
+		return
+	}
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if n.Tag == "!!str" {
@@ -395,14 +412,14 @@ func walkStrings(n *yaml.Node, path string, f func(path, s string, pos Pos)) {
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			walkStrings(n.Content[i+1], path+"."+n.Content[i].Value, f)
+			walkStrings(n.Content[i+1], path+"."+n.Content[i].Value, f, budget)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			walkStrings(c, fmt.Sprintf("%s[%d]", path, i), f)
+			walkStrings(c, fmt.Sprintf("%s[%d]", path, i), f, budget)
 		}
 	case yaml.AliasNode:
-		walkStrings(n.Alias, path, f)
+		walkStrings(n.Alias, path, f, budget)
 	}
 }
 
