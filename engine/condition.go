@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -139,8 +138,6 @@ func collectRefs(root ast.Node) []Ref {
 type visitorFunc func(*ast.Node)
 
 func (f visitorFunc) Visit(n *ast.Node) { f(n) }
-
-var dollarIdent = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
 
 // rewriteShorthands turns the seed's condition shorthands into expr syntax,
 // leaving string literals alone: `null` → `nil`, `5%` → `5` when the percent

@@ -98,10 +98,9 @@ func (d *decoder) at(p Pos, hint, format string, args ...any) {
 }
 
 var (
-	posType          = reflect.TypeOf(Pos{})
-	unmarshalerType  = reflect.TypeOf((*nodeUnmarshaler)(nil)).Elem()
-	durationType     = reflect.TypeOf(Duration(0))
-	interfaceAnyType = reflect.TypeOf((*any)(nil)).Elem()
+	posType         = reflect.TypeOf(Pos{})
+	unmarshalerType = reflect.TypeOf((*nodeUnmarshaler)(nil)).Elem()
+	durationType    = reflect.TypeOf(Duration(0))
 )
 
 func kindName(n *yaml.Node) string {
@@ -450,9 +449,7 @@ func decodeFile(file string, data []byte, v any) Diagnostics {
 	d.decode(root.Content[0], reflect.ValueOf(v).Elem(), "")
 	for i := range d.diags {
 		d.diags[i].Message = strings.TrimPrefix(d.diags[i].Message, ".")
-		if strings.HasPrefix(d.diags[i].Message, ": ") {
-			d.diags[i].Message = d.diags[i].Message[2:]
-		}
+		d.diags[i].Message = strings.TrimPrefix(d.diags[i].Message, ": ")
 	}
 	return d.diags
 }

@@ -58,7 +58,6 @@ type scope struct {
 	state    map[string]bool
 	outputs  map[string]bool
 	secrets  map[string]bool // nil: any name
-	extra    map[string]bool // roots allowed here only (rollback, action outputs)
 	resolved map[string]bool
 }
 

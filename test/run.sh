@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh Debian machine
+# (redis-server, Prometheus, Alertmanager), then runs gofmt, go vet,
+# staticcheck and every test with the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+pkgs=()
+need redis-server || pkgs+=(redis-server)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "installing: ${pkgs[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+# Tests that need these fail instead of skipping.
+export RUNBOOKBOT_REQUIRE_REDIS=1
+
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+go test -race -count=1 -timeout 40m ./...
