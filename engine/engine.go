@@ -103,6 +103,9 @@ func (e *Engine) SetCatalog(c *Catalog) {
 	e.mu.Unlock()
 }
 
+// Registry returns the step actions, filters and resolvers.
+func (e *Engine) Registry() *Registry { return e.cfg.Registry }
+
 // Store returns the event store.
 func (e *Engine) Store() Store { return e.cfg.Store }
 

@@ -72,13 +72,16 @@ const (
 
 // TriggerInfo says who or what started an execution (audit schema "trigger").
 type TriggerInfo struct {
-	Type        string            `json:"type"`
-	Source      string            `json:"source,omitempty"`
-	AlertID     string            `json:"alertId,omitempty"`
-	TriggeredBy string            `json:"triggeredBy"`
-	Channel     string            `json:"channel,omitempty"`
-	ThreadTS    string            `json:"threadTs,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	Type        string `json:"type"`
+	Source      string `json:"source,omitempty"`
+	AlertID     string `json:"alertId,omitempty"`
+	TriggeredBy string `json:"triggeredBy"`
+	Channel     string `json:"channel,omitempty"`
+	ThreadTS    string `json:"threadTs,omitempty"`
+	// MessageTS is the chat message the bot posted for the execution (its
+	// live parent), when it posted one before starting.
+	MessageTS string            `json:"messageTs,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
 }
 
 // StepRecord is the audit schema's step item.

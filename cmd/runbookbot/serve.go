@@ -2,16 +2,127 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/runbookbot/runbookbot/bot"
+	slackbot "github.com/runbookbot/runbookbot/bot/slack"
+	"github.com/runbookbot/runbookbot/commands"
+	"github.com/runbookbot/runbookbot/engine"
 )
 
-func cmdServe(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "runbookbot serve: the Slack bot is not built yet (issue #3)")
-	return exitFailure
+// botOptions configure a running bot (serve and dev).
+type botOptions struct {
+	common
+	approvalChannel string
+	botToken        string
+	appToken        string
+	apiURL          string
+	noRBAC          bool
+	limits          bot.Limits
+	clock           engine.Clock
+	logger          *slog.Logger
 }
 
-func cmdDev(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "runbookbot dev: the local Slack playground is not built yet (issue #3)")
-	return exitFailure
+// runningBot is everything serve starts, for tests and dev to drive.
+type runningBot struct {
+	eng    *engine.Engine
+	bot    *bot.Bot
+	client *slackbot.Client
+	store  engine.Store
+	cat    *engine.Catalog
+}
+
+func (r *runningBot) close() {
+	r.bot.Close()
+	r.eng.Close()
+	r.store.Close()
+}
+
+// startBot wires the engine, store, RBAC and Slack, resumes unfinished
+// executions, and returns with the Socket Mode client ready to Run.
+func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot, error) {
+	if o.botToken == "" || o.appToken == "" {
+		return nil, errors.New("SLACK_BOT_TOKEN and SLACK_APP_TOKEN must be set (xoxb-… and xapp-…; see deploy/slack-app-manifest.yaml)")
+	}
+	log := o.logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	var b *bot.Bot
+	reg := buildRegistry(registryOptions{notifier: engine.NotifierFunc(func(ctx context.Context, n engine.Notification) error {
+		return b.Notify(ctx, n)
+	})})
+	cat, diags := engine.LoadPaths(reg, o.runbooks)
+	if len(diags) > 0 {
+		for _, d := range diags {
+			fmt.Fprintln(stderr, d.String())
+		}
+		if len(cat.Runbooks) == 0 {
+			return nil, fmt.Errorf("no valid runbooks in %s", o.runbooks)
+		}
+		log.Warn("some runbooks did not load; serving the rest", "problems", len(diags))
+	}
+	store, where, err := openStore(ctx, o.common)
+	if err != nil {
+		return nil, err
+	}
+	api := slackbot.NewAPI(slackbot.Config{BotToken: o.botToken, AppToken: o.appToken, APIURL: o.apiURL})
+	if _, err := slackbot.Check(ctx, api); err != nil {
+		store.Close()
+		return nil, err
+	}
+	platform := slackbot.NewPlatform(api)
+	var rbac *engine.RBACConfig
+	if !o.noRBAC {
+		rbac = cat.RBAC
+	}
+	auth := commands.NewAuthorizer(rbac, platform)
+	clock := o.clock
+	if clock == nil {
+		clock = engine.SystemClock{}
+	}
+	eng := engine.New(engine.Config{Store: store, Registry: reg, Catalog: cat, Clock: clock, Approvers: auth,
+		Secrets: envSecrets{}, Logger: log, DefaultStepTimeout: 10 * time.Minute})
+	b = bot.New(bot.Config{Engine: eng, Auth: auth, Platform: platform, ApprovalChannel: o.approvalChannel, Limits: o.limits, Logger: log})
+	if err := b.Start(ctx); err != nil {
+		eng.Close()
+		store.Close()
+		return nil, err
+	}
+	n, err := eng.Recover(ctx)
+	if err != nil {
+		log.Error("resuming executions", "err", err)
+	}
+	log.Info("runbookbot ready", "runbooks", len(cat.Runbooks), "store", where, "resumed", n, "rbac", rbac != nil)
+	return &runningBot{eng: eng, bot: b, client: slackbot.NewClient(api, b, log), store: store, cat: cat}, nil
+}
+
+func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var o botOptions
+	o.register(fs)
+	fs.StringVar(&o.approvalChannel, "approval-channel", envOr("RUNBOOKBOT_APPROVAL_CHANNEL", "#incidents"), "where approval requests go")
+	fs.StringVar(&o.apiURL, "slack-api-url", os.Getenv("SLACK_API_URL"), "Slack Web API base URL (for an emulator)")
+	fs.BoolVar(&o.noRBAC, "no-rbac", false, "allow everyone everything (four-eyes still applies)")
+	if _, ok := parse(fs, args, stderr); !ok {
+		return exitUsage
+	}
+	o.botToken, o.appToken = os.Getenv("SLACK_BOT_TOKEN"), os.Getenv("SLACK_APP_TOKEN")
+	rb, err := startBot(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "runbookbot serve: %v\n", err)
+		return exitFailure
+	}
+	defer rb.close()
+	if err := rb.client.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "runbookbot serve: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
 }

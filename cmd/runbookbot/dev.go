@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/runbookbot/runbookbot/integrations/embedded"
+	"github.com/runbookbot/runbookbot/test/slackemu"
+)
+
+// cmdDev runs the bot against the built-in Slack emulator with the
+// embedded store: a local playground with nothing to set up.
+func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	var o botOptions
+	o.register(fs)
+	addr := fs.String("addr", "127.0.0.1:3000", "where the playground listens")
+	rbac := fs.Bool("rbac", false, "enforce runbooks/rbac.yaml (the playground's users are not in it)")
+	if _, ok := parse(fs, args, stderr); !ok {
+		return exitUsage
+	}
+	if o.dataDir == "" && o.store == "" {
+		dir, err := embedded.DefaultDir()
+		if err != nil {
+			fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
+			return exitFailure
+		}
+		o.dataDir = filepath.Join(dir, "dev")
+	}
+	emu := slackemu.New(slackemu.Options{Addr: *addr, BotToken: "xoxb-dev", AppToken: "xapp-dev"})
+	if err := emu.Start(); err != nil {
+		fmt.Fprintf(stderr, "runbookbot dev: starting the Slack playground on %s: %v (try --addr 127.0.0.1:0)\n", *addr, err)
+		return exitFailure
+	}
+	defer emu.Close()
+	demo := emu.SeedDemo()
+	emu.AddChannel("incidents")
+	o.botToken, o.appToken, o.apiURL = "xoxb-dev", "xapp-dev", emu.APIURL()
+	o.noRBAC = !*rbac
+	o.approvalChannel = "#incidents"
+	o.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	rb, err := startBot(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
+		return exitFailure
+	}
+	defer rb.close()
+	fmt.Fprintf(stdout, "runbookbot playground: %s\n", emu.URL())
+	fmt.Fprintf(stdout, "  users: alice, bob, carol · channels: #ops, #alerts, #incidents · store: %s\n", o.dataDir)
+	fmt.Fprintf(stdout, "  try: /runbook run example-echo service=checkout environment=production (as alice, approve as bob)\n")
+	fmt.Fprintf(stdout, "  alert webhook: %s\n", demo.AlertWebhook)
+	if err := rb.client.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
+		return exitFailure
+	}
+	_ = os.Stdout.Sync()
+	return exitOK
+}
