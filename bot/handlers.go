@@ -477,5 +477,3 @@ func (b *Bot) decide(ctx context.Context, userID, approvalID string, verb engine
 	b.log.Error("decision failed", "approval", approvalID, "err", err)
 	return text(":warning: Could not record your decision: " + err.Error())
 }
-
-

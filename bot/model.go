@@ -86,7 +86,9 @@ type Platform interface {
 // RateLimitedError says the platform refused a call for RetryAfter.
 type RateLimitedError struct{ RetryAfter time.Duration }
 
-func (e *RateLimitedError) Error() string { return fmt.Sprintf("rate limited, retry after %s", e.RetryAfter) }
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("rate limited, retry after %s", e.RetryAfter)
+}
 
 // ErrNotFound is returned by FindMessage when no message matches.
 var ErrNotFound = errors.New("message not found")
