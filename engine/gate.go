@@ -171,13 +171,17 @@ func (x *run) waitGate(ctx context.Context, g *gate) (bool, string) {
 	}()
 	esc := g.escalation()
 	for {
+		// Decide rewrites g.rec under x.mu from other goroutines.
+		x.mu.Lock()
+		tier, requestedAt, deadline := g.rec.Tier, g.rec.RequestedAt, *g.rec.Deadline
+		x.mu.Unlock()
 		var escC <-chan time.Time
 		var escT Timer
-		if g.rec.Tier < len(esc) {
-			escT = clock.NewTimer(g.rec.RequestedAt.Add(esc[g.rec.Tier].After.D()).Sub(clock.Now()))
+		if tier < len(esc) {
+			escT = clock.NewTimer(requestedAt.Add(esc[tier].After.D()).Sub(clock.Now()))
 			escC = escT.C()
 		}
-		deadT := clock.NewTimer(g.rec.Deadline.Sub(clock.Now()))
+		deadT := clock.NewTimer(deadline.Sub(clock.Now()))
 		stop := func() {
 			if escT != nil {
 				escT.Stop()

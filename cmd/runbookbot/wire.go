@@ -45,13 +45,10 @@ func loadRunbook(reg *engine.Registry, dir, nameOrFile string, stderr io.Writer)
 	cat, diags := engine.LoadPaths(reg, dir)
 	rb, err := cat.Lookup(nameOrFile)
 	if err != nil {
-		for _, d := range diags {
-			fmt.Fprintln(stderr, d.String())
+		if len(diags) > 0 {
+			fmt.Fprintf(stderr, "warning: %d problem(s) in %s; a runbook with errors does not load (run `runbookbot lint %s`)\n", len(diags), dir, dir)
 		}
 		fmt.Fprintf(stderr, "runbookbot: %v\n", err)
-		if len(diags) > 0 {
-			return nil, nil, exitFailure
-		}
 		return nil, nil, exitUsage
 	}
 	if len(diags) > 0 {
