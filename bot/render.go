@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runbookbot/runbookbot/commands"
 	"github.com/runbookbot/runbookbot/engine"
 )
 
@@ -459,3 +460,33 @@ func orDefault(s, d string) string {
 	}
 	return s
 }
+
+// RenderThread renders an execution's chat messages from its events as the
+// live thread shows them at time now: the parent, one message per step in
+// order, and each approval request (without a link to the thread).
+func RenderThread(evs []engine.Event, totalSteps int, bypass bool, now time.Time) (parent Message, steps, approvals []Message) {
+	if len(evs) == 0 {
+		return Message{}, nil, nil
+	}
+	t := newThread(evs[0].ExecutionID)
+	t.totalSteps = totalSteps
+	var order []string
+	for _, e := range evs {
+		if _, _, a := t.apply(e); a != "" && e.Type == engine.EventApprovalRequested {
+			order = append(order, a)
+		}
+	}
+	for _, s := range t.steps {
+		steps = append(steps, renderStep(t, s))
+	}
+	for _, id := range order {
+		approvals = append(approvals, renderApproval(t.approvals[id], "", bypass))
+	}
+	return renderParent(t, now), steps, approvals
+}
+
+// PlanMessage renders a dry-run plan as the bot shows it.
+func PlanMessage(p *engine.Plan) Message { return *planReply(p) }
+
+// HelpMessage is the reply to /runbook help.
+func HelpMessage() Message { return *text(commands.Usage) }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // gate is an approval being waited for.
@@ -154,7 +152,7 @@ func (x *run) waitGate(ctx context.Context, g *gate) (bool, string) {
 	if !requested {
 		now := clock.Now().UTC()
 		deadline := now.Add(g.timeout(x.e.cfg.DefaultApprovalTimeout))
-		g.rec.ID = x.id + "." + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+		g.rec.ID = x.id + "." + shortID(x.e.cfg.NewID())
 		g.rec.RequestedAt, g.rec.Deadline = now, &deadline
 		rec := g.rec
 		if _, err := x.emitLocked(Event{Type: EventApprovalRequested, Approval: &rec}); err != nil {
@@ -231,6 +229,15 @@ func (x *run) waitGate(ctx context.Context, g *gate) (bool, string) {
 			x.mu.Unlock()
 		}
 	}
+}
+
+// shortID keeps approval ids short: 12 characters of a fresh id.
+func shortID(s string) string {
+	s = strings.ReplaceAll(s, "-", "")
+	if len(s) > 12 {
+		s = s[:12]
+	}
+	return s
 }
 
 func describeDecision(a ApprovalRecord) string {
