@@ -219,9 +219,13 @@ func masked(rb *engine.Runbook, params map[string]any) map[string]any {
 // rate limits rather than failing.
 func (b *Bot) postNow(ctx context.Context, channel, thread string, m Message) (string, string, error) {
 	for attempt := 0; ; attempt++ {
+		if err := b.out.acquirePost(ctx, channel); err != nil {
+			return "", "", err
+		}
 		ch, ts, err := b.cfg.Platform.Post(ctx, channel, thread, m)
 		var rl *RateLimitedError
 		if errors.As(err, &rl) && attempt < 5 {
+			b.out.pausePosts(channel, rl.RetryAfter)
 			select {
 			case <-time.After(rl.RetryAfter):
 				continue

@@ -137,6 +137,42 @@ func (o *outbox) mark(it item) {
 	}
 }
 
+// acquirePost waits for a post token of channel, for posts made outside the
+// queue (the parent a start depends on), so they count against the same
+// limit.
+func (o *outbox) acquirePost(ctx context.Context, channel string) error {
+	for {
+		o.mu.Lock()
+		b := o.posts[channel]
+		if b == nil {
+			b = newBucket(o.limits.PostBurst, o.limits.PostEvery)
+			o.posts[channel] = b
+		}
+		d := b.ready(time.Now())
+		if d == 0 {
+			b.take()
+			o.mu.Unlock()
+			return nil
+		}
+		o.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (o *outbox) pausePosts(channel string, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if b := o.posts[channel]; b != nil {
+		b.pause(time.Now(), d)
+	}
+}
+
 func (o *outbox) lookup(key string) (channel, ts string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -19,7 +19,7 @@ import (
 // e2e runs the real bot wiring (startBot, Socket Mode, Web API) against the
 // Slack emulator, with the engine on a fake clock.
 type e2e struct {
-	t        *testing.T
+	t        testing.TB
 	emu      *slackemu.Server
 	clock    *enginetest.FakeClock
 	rb       *runningBot
@@ -31,7 +31,7 @@ type e2e struct {
 	incident string
 }
 
-func copyRunbook(t *testing.T, dir, name string) {
+func copyRunbook(t testing.TB, dir, name string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "runbooks", name))
 	if err != nil {
@@ -42,7 +42,7 @@ func copyRunbook(t *testing.T, dir, name string) {
 	}
 }
 
-func newE2E(t *testing.T, withRBAC bool) *e2e {
+func newE2E(t testing.TB, withRBAC bool, extra ...string) *e2e {
 	t.Helper()
 	emu := slackemu.New(slackemu.Options{BotToken: "xoxb-test", AppToken: "xapp-test"})
 	if err := emu.Start(); err != nil {
@@ -58,6 +58,15 @@ func newE2E(t *testing.T, withRBAC bool) *e2e {
 	h.incident = emu.AddChannel("incidents")
 	dir := t.TempDir()
 	copyRunbook(t, dir, "example-echo.yaml")
+	for _, f := range extra {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if withRBAC {
 		rbac := fmt.Sprintf(`roles:
   - name: runbook-viewer
@@ -216,7 +225,7 @@ func (h *e2e) click(user string, m slackemu.Message, actionPrefix string) {
 }
 
 // actionID finds the first button whose action_id starts with prefix.
-func actionID(t *testing.T, m slackemu.Message, prefix string) string {
+func actionID(t testing.TB, m slackemu.Message, prefix string) string {
 	t.Helper()
 	s := string(m.Blocks)
 	i := strings.Index(s, `"action_id":"`+prefix)

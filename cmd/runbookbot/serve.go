@@ -57,7 +57,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	var b *bot.Bot
 	reg := buildRegistry(registryOptions{notifier: engine.NotifierFunc(func(ctx context.Context, n engine.Notification) error {
 		return b.Notify(ctx, n)
-	})})
+	}), logger: log})
 	cat, diags := engine.LoadPaths(reg, o.runbooks)
 	if len(diags) > 0 {
 		for _, d := range diags {

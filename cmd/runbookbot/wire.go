@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -15,6 +16,7 @@ import (
 // registryOptions are the outside systems step actions reach.
 type registryOptions struct {
 	notifier engine.Notifier
+	logger   *slog.Logger
 }
 
 // buildRegistry is the one place that knows every step type.

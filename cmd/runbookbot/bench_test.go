@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runbookbot/runbookbot/bot"
+	"github.com/runbookbot/runbookbot/test/slackemu"
+)
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// BenchmarkSlackAck sends 100 slash commands at once and reports how long
+// the bot took to ack them (measured by the emulator, as Slack would).
+func BenchmarkSlackAck(b *testing.B) {
+	h := newE2E(b, false)
+	for i := 0; i < b.N; i++ {
+		before := len(h.emu.AckLatencies())
+		var wg sync.WaitGroup
+		for j := 0; j < 100; j++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := h.emu.SlashCommand(h.users["alice"], h.ops, "list"); err != nil {
+					b.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		h.waitFor("100 acks", func() bool { return len(h.emu.AckLatencies()) >= before+100 })
+		lat := h.emu.AckLatencies()[before:]
+		b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+	}
+}
+
+// BenchmarkSlackCallsPerExecution counts Web API calls for one execution of
+// a 5-step runbook, from the slash command to the final edit.
+func BenchmarkSlackCallsPerExecution(b *testing.B) {
+	h := newE2E(b, false, "../../test/testdata/noop.yaml")
+	methods := []string{"chat.postMessage", "chat.update", "chat.postEphemeral", "chat.getPermalink", "conversations.info"}
+	count := func() int {
+		n := 0
+		for _, m := range methods {
+			n += h.emu.Calls(m)
+		}
+		return n
+	}
+	total := 0
+	for i := 0; i < b.N; i++ {
+		before := count()
+		h.slash("alice", h.ops, "run noop")
+		h.message(h.ops, "a finished noop", func(m slackemu.Message) bool {
+			return strings.Contains(body(m), "noop v1.0.0") && strings.Contains(body(m), "*success*") && m.Edits > 0 && !seen(m.TS)
+		})
+		if err := h.rb.bot.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		total += count() - before
+	}
+	b.ReportMetric(float64(total)/float64(b.N), "api-calls/execution")
+}
+
+var seenTS sync.Map
+
+func seen(ts string) bool {
+	_, loaded := seenTS.LoadOrStore(ts, true)
+	return loaded
+}
+
+// BenchmarkSlackBurst starts 100 executions at once in 10 channels and
+// reports how many calls the emulator answered with 429. Both the
+// emulator's limits and the bot's pacing are scaled 10× faster than Slack's
+// so the burst finishes in seconds; the ratio between them is Slack's.
+func BenchmarkSlackBurst(b *testing.B) {
+	h := newE2E(b, false, "../../test/testdata/noop.yaml")
+	h.emu.SetLimit("chat.postMessage", slackemu.Limit{Burst: 5, Every: 100 * time.Millisecond, PerChannel: true})
+	h.emu.SetLimit("chat.update", slackemu.Limit{Burst: 20, Every: 120 * time.Millisecond})
+	h.stop()
+	h.opts.limits = bot.Limits{PostBurst: 3, PostEvery: 110 * time.Millisecond, UpdateBurst: 10, UpdateEvery: 130 * time.Millisecond}
+	h.start()
+	var chans []string
+	for c := 0; c < 10; c++ {
+		chans = append(chans, h.emu.AddChannel(fmt.Sprintf("burst-%d", c)))
+	}
+	for i := 0; i < b.N; i++ {
+		before := h.emu.RateLimited()
+		start := time.Now()
+		for j := 0; j < 100; j++ {
+			h.slash("alice", chans[j%10], "run noop")
+		}
+		h.waitFor("100 finished executions", func() bool {
+			n := 0
+			for _, c := range chans {
+				for _, m := range h.emu.Messages(c) {
+					if strings.Contains(body(m), "*success*") {
+						n++
+					}
+				}
+			}
+			return n >= 100*(i+1)
+		})
+		if err := h.rb.bot.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(h.emu.RateLimited()-before), "429s")
+		b.ReportMetric(time.Since(start).Seconds(), "burst-seconds")
+	}
+}
