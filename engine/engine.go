@@ -44,6 +44,13 @@ type Config struct {
 	DefaultStepTimeout time.Duration
 	// NewID makes execution ids (default: UUIDv4).
 	NewID func() string
+	// Leases, when set, make replicas sharing a store drive each execution
+	// from one place; Owner names this replica (default: a fresh id).
+	Leases   Leaser
+	Owner    string
+	LeaseTTL time.Duration
+	// Forwarder delivers decisions for executions another replica drives.
+	Forwarder Forwarder
 }
 
 // Engine starts, resumes and drives executions.
@@ -89,9 +96,20 @@ func New(cfg Config) *Engine {
 	if cfg.Registry == nil {
 		cfg.Registry = NewRegistry()
 	}
+	if cfg.Owner == "" {
+		cfg.Owner = uuid.NewString()
+	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Engine{cfg: cfg, ctx: ctx, stop: stop, runs: map[string]*run{}, subs: map[int]func(Event){}}
+	e := &Engine{cfg: cfg, ctx: ctx, stop: stop, runs: map[string]*run{}, subs: map[int]func(Event){}}
+	if cfg.Leases != nil {
+		e.wg.Add(1)
+		go e.renewLeases()
+	}
+	return e
 }
+
+// Owner names this replica in leases.
+func (e *Engine) Owner() string { return e.cfg.Owner }
 
 // Catalog returns the runbooks the engine runs.
 func (e *Engine) Catalog() *Catalog { return e.cfg.Catalog }
@@ -245,6 +263,9 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (string, error) {
 		return "", err
 	}
 	id := e.cfg.NewID()
+	if ok, err := e.acquire(ctx, id); err != nil || !ok {
+		return "", fmt.Errorf("taking the lease on a new execution: %v", err)
+	}
 	x := e.newRun(id, rb)
 	x.params = params
 	x.trigger = req.Trigger
@@ -272,10 +293,13 @@ func (e *Engine) launch(x *run) {
 	go func() {
 		defer e.wg.Done()
 		defer cancel(nil)
-		x.main(ctx)
+		finished := x.main(ctx)
 		e.mu.Lock()
 		delete(e.runs, x.id)
 		e.mu.Unlock()
+		if finished || context.Cause(ctx) == errLeaseLost {
+			e.release(x.id)
+		}
 		close(x.done)
 	}()
 }
@@ -323,8 +347,16 @@ func (e *Engine) Recover(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, id := range ids {
+		e.mu.Lock()
+		_, running := e.runs[id]
+		e.mu.Unlock()
+		if running {
+			continue
+		}
 		if err := e.Resume(ctx, id); err != nil {
-			e.cfg.Logger.Error("cannot resume execution", "execution", id, "err", err)
+			if !errors.Is(err, errLeaseHeld) {
+				e.cfg.Logger.Error("cannot resume execution", "execution", id, "err", err)
+			}
 			continue
 		}
 		n++
@@ -341,19 +373,28 @@ func (e *Engine) Resume(ctx context.Context, id string) error {
 	if running {
 		return nil
 	}
+	if ok, err := e.acquire(ctx, id); err != nil {
+		return fmt.Errorf("taking the lease on %s: %w", id, err)
+	} else if !ok {
+		return errLeaseHeld
+	}
 	evs, err := e.cfg.Store.Events(ctx, id)
 	if err != nil {
+		e.release(id)
 		return err
 	}
 	if len(evs) == 0 || evs[0].Type != EventExecutionStarted {
+		e.release(id)
 		return fmt.Errorf("execution %s has no start event", id)
 	}
 	if evs[len(evs)-1].Type == EventExecutionFinished {
+		e.release(id)
 		return ErrFinished
 	}
 	st := evs[0]
 	rb, err := cat.Lookup(st.RunbookName)
 	if err != nil {
+		e.release(id)
 		return fmt.Errorf("execution %s: %w", id, err)
 	}
 	x := e.newRun(id, rb)
@@ -380,6 +421,9 @@ func (e *Engine) Resume(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// errLeaseHeld says another replica drives the execution.
+var errLeaseHeld = errors.New("another replica holds the lease")
 
 type errCancelled struct{ by string }
 

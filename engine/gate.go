@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -316,7 +317,11 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 	e.mu.Unlock()
 	res := DecisionResult{ExecutionID: execID}
 	if x == nil {
-		return res, e.decidedInStore(ctx, req.ApprovalID, &res)
+		err := e.decidedInStore(ctx, req.ApprovalID, &res)
+		if errors.Is(err, ErrNotActive) {
+			return e.forward(ctx, req)
+		}
+		return res, err
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()

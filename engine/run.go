@@ -103,11 +103,13 @@ func (x *run) maskedParams() map[string]any {
 	return out
 }
 
-// main drives the execution to its end.
-func (x *run) main(ctx context.Context) {
+// main drives the execution to its end; it reports whether it finished
+// (false when the engine stopped or the store failed first).
+func (x *run) main(ctx context.Context) (finished bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			if _, ok := r.(storeFailure); ok {
+				finished = false
 				return
 			}
 			panic(r)
@@ -120,9 +122,10 @@ func (x *run) main(ctx context.Context) {
 	}
 	outcome, msg := x.execute(ctx)
 	if outcome == "" {
-		return // the engine is closing; the execution resumes on restart
+		return false // the engine is closing; the execution resumes on restart
 	}
 	x.must(Event{Type: EventExecutionFinished, Outcome: outcome, Message: msg})
+	return true
 }
 
 // closing reports whether ctx ended because the engine is stopping (as

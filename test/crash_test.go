@@ -24,6 +24,10 @@ func TestMain(m *testing.M) {
 		crashChild(mode, os.Getenv("RUNBOOKBOT_DATA_DIR"))
 		return
 	}
+	if url := os.Getenv(replicaEnv); url != "" {
+		replicaChild(url)
+		return
+	}
 	os.Exit(m.Run())
 }
 
