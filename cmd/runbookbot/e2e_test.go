@@ -13,6 +13,8 @@ import (
 	"github.com/runbookbot/runbookbot/bot"
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/engine/enginetest"
+	"github.com/runbookbot/runbookbot/integrations/redis"
+	"github.com/runbookbot/runbookbot/test/redistest"
 	"github.com/runbookbot/runbookbot/test/slackemu"
 )
 
@@ -420,4 +422,50 @@ func TestSlackCommandErrors(t *testing.T) {
 	h.ephemeral("alice", "unknown command")
 	h.slash("alice", h.ops, `dry-run example-echo service=checkout environment=production`)
 	h.ephemeral("alice", "APPROVAL REQUIRED")
+}
+
+// With --store redis://, executions live in Redis, every event is mirrored
+// to the audit stream, and history (chat and CLI) reads from Redis.
+func TestSlackWithRedisStoreAndAuditStream(t *testing.T) {
+	srv := redistest.Start(t)
+	h := newE2E(t, false)
+	h.stop()
+	h.opts.store = srv.URL()
+	h.start()
+	parent, approval := h.startProduction()
+	h.click("bob", approval, "approval:approve")
+	h.message(h.ops, "success", func(m slackemu.Message) bool { return m.TS == parent.TS && strings.Contains(body(m), "*success*") })
+	client, err := redis.NewClient(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	execID := engine.ExecutionOf(approvalValue(t, approval))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, err := client.XRange(context.Background(), "runbookbot:audit", "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var types []string
+		for _, e := range entries {
+			if e.Values["executionId"] == execID {
+				types = append(types, fmt.Sprint(e.Values["type"]))
+			}
+		}
+		if len(types) > 0 && types[len(types)-1] == string(engine.EventExecutionFinished) {
+			if types[0] != string(engine.EventExecutionStarted) || !strings.Contains(strings.Join(types, ","), "approval.decided") {
+				t.Errorf("audit stream for the execution = %v", types)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit stream never got the whole execution: %v", types)
+		}
+		time.Sleep(20 * time.Millisecond) // the mirror ships asynchronously
+	}
+	code, out, _ := cli(t, "", "history", "--store", srv.URL(), "--json")
+	if code != exitOK || !strings.Contains(out, execID) || !strings.Contains(out, `"outcome": "success"`) {
+		t.Errorf("history from Redis: %d %s", code, out)
+	}
 }

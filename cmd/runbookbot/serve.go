@@ -8,12 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/runbookbot/runbookbot/bot"
 	slackbot "github.com/runbookbot/runbookbot/bot/slack"
 	"github.com/runbookbot/runbookbot/commands"
 	"github.com/runbookbot/runbookbot/engine"
+	"github.com/runbookbot/runbookbot/integrations/redis"
 )
 
 // botOptions configure a running bot (serve and dev).
@@ -23,6 +27,7 @@ type botOptions struct {
 	botToken        string
 	appToken        string
 	apiURL          string
+	audit           string
 	noRBAC          bool
 	limits          bot.Limits
 	clock           engine.Clock
@@ -36,9 +41,11 @@ type runningBot struct {
 	client *slackbot.Client
 	store  engine.Store
 	cat    *engine.Catalog
+	stopBG context.CancelFunc
 }
 
 func (r *runningBot) close() {
+	r.stopBG()
 	r.bot.Close()
 	r.eng.Close()
 	r.store.Close()
@@ -87,20 +94,70 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	if clock == nil {
 		clock = engine.SystemClock{}
 	}
-	eng := engine.New(engine.Config{Store: store, Registry: reg, Catalog: cat, Clock: clock, Approvers: auth,
-		Secrets: envSecrets{}, Logger: log, DefaultStepTimeout: 10 * time.Minute})
+	cfg := engine.Config{Store: store, Registry: reg, Catalog: cat, Clock: clock, Approvers: auth,
+		Secrets: envSecrets{}, Logger: log, DefaultStepTimeout: 10 * time.Minute}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var fwd *redis.Forwarder
+	if rs, ok := store.(*redis.Store); ok {
+		// Replicas share this store: leases decide who drives what, and
+		// clicks reach the driver wherever they land.
+		cfg.Leases, cfg.Owner = rs, hostOwner()
+		fwd = redis.NewForwarder(rs, cfg.Owner, log)
+		cfg.Forwarder = fwd
+	}
+	eng := engine.New(cfg)
+	if url := o.auditURL(); url != "" {
+		client, err := redis.NewClient(url)
+		if err != nil {
+			stopBG()
+			eng.Close()
+			store.Close()
+			return nil, fmt.Errorf("audit stream: %w", err)
+		}
+		m := redis.NewMirror(store, client, redis.WithMirrorLogger(log))
+		eng.Subscribe(func(engine.Event) { m.Notify() })
+		go func() {
+			if err := m.Run(bg); err != nil && bg.Err() == nil {
+				log.Error("audit mirror stopped", "err", err)
+			}
+		}()
+		log.Info("mirroring audit events to Redis", "stream", m.Stream(), "redis", redactURL(url))
+	}
 	b = bot.New(bot.Config{Engine: eng, Auth: auth, Platform: platform, ApprovalChannel: o.approvalChannel, Limits: o.limits, Logger: log})
 	if err := b.Start(ctx); err != nil {
+		stopBG()
 		eng.Close()
 		store.Close()
 		return nil, err
+	}
+	if fwd != nil {
+		go fwd.Serve(bg, eng)
+		go eng.Watch(bg, 5*time.Second)
 	}
 	n, err := eng.Recover(ctx)
 	if err != nil {
 		log.Error("resuming executions", "err", err)
 	}
 	log.Info("runbookbot ready", "runbooks", len(cat.Runbooks), "store", where, "resumed", n, "rbac", rbac != nil)
-	return &runningBot{eng: eng, bot: b, client: slackbot.NewClient(api, b, log), store: store, cat: cat}, nil
+	return &runningBot{eng: eng, bot: b, client: slackbot.NewClient(api, b, log), store: store, cat: cat, stopBG: stopBG}, nil
+}
+
+// auditURL is where audit events are mirrored: --audit-redis, else the
+// Redis store's own server, else none.
+func (o botOptions) auditURL() string {
+	if o.audit != "" {
+		return o.audit
+	}
+	if strings.HasPrefix(o.store, "redis") {
+		return o.store
+	}
+	return ""
+}
+
+// hostOwner names this replica in leases: host, pid and a random suffix.
+func hostOwner() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-%s", h, os.Getpid(), uuid.NewString()[:8])
 }
 
 func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
@@ -110,6 +167,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs.StringVar(&o.approvalChannel, "approval-channel", envOr("RUNBOOKBOT_APPROVAL_CHANNEL", "#incidents"), "where approval requests go")
 	fs.StringVar(&o.apiURL, "slack-api-url", os.Getenv("SLACK_API_URL"), "Slack Web API base URL (for an emulator)")
 	fs.BoolVar(&o.noRBAC, "no-rbac", false, "allow everyone everything (four-eyes still applies)")
+	fs.StringVar(&o.audit, "audit-redis", os.Getenv("RUNBOOKBOT_AUDIT_REDIS"), "mirror audit events to this Redis (default: the Redis store, if any)")
 	if _, ok := parse(fs, args, stderr); !ok {
 		return exitUsage
 	}
