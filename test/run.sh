@@ -8,15 +8,21 @@ cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1; }
 pkgs=()
 need redis-server || pkgs+=(redis-server)
+need prometheus || pkgs+=(prometheus)
+need prometheus-alertmanager || pkgs+=(prometheus-alertmanager)
 if [ ${#pkgs[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo=sudo
   echo "installing: ${pkgs[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  # The packages start system services; the tests start their own.
+  $sudo systemctl stop prometheus prometheus-alertmanager 2>/dev/null || true
+  $sudo pkill -x prometheus 2>/dev/null || true
+  $sudo pkill -f /usr/bin/prometheus-alertmanager 2>/dev/null || true
 fi
 # Tests that need these fail instead of skipping.
-export RUNBOOKBOT_REQUIRE_REDIS=1
+export RUNBOOKBOT_REQUIRE_REDIS=1 RUNBOOKBOT_REQUIRE_PROMETHEUS=1 RUNBOOKBOT_REQUIRE_ALERTMANAGER=1
 
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then
