@@ -61,7 +61,6 @@ type approvalView struct {
 	votes     []string
 	decided   *engine.ApprovalRecord
 	tier      int
-	bypass    bool
 }
 
 func newThread(id string) *thread {
