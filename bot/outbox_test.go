@@ -45,7 +45,7 @@ func (f *fakePlatform) Update(_ context.Context, _, ts string, m Message) error 
 }
 
 func (f *fakePlatform) Ephemeral(context.Context, string, string, Message) error { return nil }
-func (f *fakePlatform) OpenModal(context.Context, string, Modal) error            { return nil }
+func (f *fakePlatform) OpenModal(context.Context, string, Modal) error           { return nil }
 func (f *fakePlatform) Permalink(context.Context, string, string) (string, error) {
 	return "", nil
 }
