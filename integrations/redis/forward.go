@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/runbookbot/runbookbot/engine"
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/runbookbot/runbookbot/engine"
 )
 
 // Forwarder carries approval decisions between bot replicas that share a
