@@ -22,6 +22,9 @@ type Config struct {
 	Logger          *slog.Logger
 	// Now is the wall clock for "elapsed" in threads (default time.Now).
 	Now func() time.Time
+	// Alerts, when set, makes alerts in chat and on the webhook start
+	// their mapped runbooks.
+	Alerts *AlertConfig
 }
 
 // Bot keeps chat in step with the engine's event log and answers people.
@@ -34,6 +37,7 @@ type Bot struct {
 	mu        sync.Mutex
 	threads   map[string]*thread
 	approvals map[string]*approvalView
+	alerts    alertState
 
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
@@ -58,7 +62,8 @@ func New(cfg Config) *Bot {
 		cfg.Auth = commands.NewAuthorizer(nil, nil)
 	}
 	return &Bot{cfg: cfg, eng: cfg.Engine, log: cfg.Logger, out: newOutbox(cfg.Platform, cfg.Limits, cfg.Logger),
-		threads: map[string]*thread{}, approvals: map[string]*approvalView{}}
+		threads: map[string]*thread{}, approvals: map[string]*approvalView{},
+		alerts: alertState{byExec: map[string]alertRun{}, pending: map[string]pendingRun{}, channels: map[string]bool{}}}
 }
 
 // Start rebuilds the threads of unfinished executions from the store (so
@@ -186,6 +191,9 @@ func (b *Bot) applyLocked(e engine.Event, replay bool) {
 		}
 	}
 	if e.Type == engine.EventExecutionFinished {
+		if b.alertsOn() && !replay {
+			go b.alertFinished(context.Background(), e.ExecutionID)
+		}
 		for id, a := range t.approvals {
 			if a.decided != nil {
 				delete(b.approvals, id)

@@ -355,6 +355,8 @@ func (b *Bot) HandleAction(ctx context.Context, in ActionIn) *Reply {
 	switch {
 	case in.ActionID == "exec:cancel":
 		return b.cancelExec(ctx, in.User, in.Value)
+	case in.ActionID == "alert:run" && b.alertsOn():
+		return b.runOffered(ctx, in.User, in.Value)
 	case len(parts) >= 2 && parts[0] == "approval":
 		verb, value := parts[1], ""
 		if len(parts) >= 3 {

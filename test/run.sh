@@ -21,8 +21,10 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   $sudo pkill -x prometheus 2>/dev/null || true
   $sudo pkill -f /usr/bin/prometheus-alertmanager 2>/dev/null || true
 fi
+# A real Kubernetes control plane, built once into ~/.cache (10–17 min cold).
+./test/k8s/build.sh
 # Tests that need these fail instead of skipping.
-export RUNBOOKBOT_REQUIRE_REDIS=1 RUNBOOKBOT_REQUIRE_PROMETHEUS=1 RUNBOOKBOT_REQUIRE_ALERTMANAGER=1
+export RUNBOOKBOT_REQUIRE_REDIS=1 RUNBOOKBOT_REQUIRE_PROMETHEUS=1 RUNBOOKBOT_REQUIRE_ALERTMANAGER=1 RUNBOOKBOT_REQUIRE_K8S=1
 
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/runbookbot/runbookbot/bot"
+	"github.com/runbookbot/runbookbot/commands/alerts"
 	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
 	"github.com/slack-go/slack/socketmode"
 )
 
@@ -25,13 +27,14 @@ type Config struct {
 
 // Client is a Socket Mode connection feeding a Bot.
 type Client struct {
-	api    *slack.Client
-	sm     *socketmode.Client
-	bot    *bot.Bot
-	log    *slog.Logger
-	wg     sync.WaitGroup
-	acksMu sync.Mutex
-	acks   []time.Duration
+	selfBotID string
+	api       *slack.Client
+	sm        *socketmode.Client
+	bot       *bot.Bot
+	log       *slog.Logger
+	wg        sync.WaitGroup
+	acksMu    sync.Mutex
+	acks      []time.Duration
 }
 
 // NewAPI returns a Web API client for cfg.
@@ -57,7 +60,11 @@ func NewClient(api *slack.Client, b *bot.Bot, log *slog.Logger) *Client {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{api: api, sm: socketmode.New(api), bot: b, log: log}
+	c := &Client{api: api, sm: socketmode.New(api), bot: b, log: log}
+	if r, err := api.AuthTest(); err == nil {
+		c.selfBotID = r.BotID
+	}
+	return c
 }
 
 // AckLatencies returns how long each envelope waited for its ack.
@@ -164,6 +171,34 @@ func (c *Client) handle(ctx context.Context, evt socketmode.Event) {
 		}
 	case socketmode.EventTypeEventsAPI:
 		c.ack(evt.Request, start)
+		ev, ok := evt.Data.(slackevents.EventsAPIEvent)
+		if !ok || ev.Type != slackevents.CallbackEvent {
+			return
+		}
+		m, ok := ev.InnerEvent.Data.(*slackevents.MessageEvent)
+		if !ok || m.SubType == "message_changed" || m.SubType == "message_deleted" {
+			return
+		}
+		cm := bot.ChannelMessage{Channel: m.Channel, TS: m.TimeStamp, ThreadTS: m.ThreadTimeStamp, User: m.User, BotID: m.BotID, Username: m.Username, Text: m.Text}
+		if m.Message != nil {
+			if cm.Text == "" {
+				cm.Text = m.Message.Text
+			}
+			if cm.BotID == "" {
+				cm.BotID = m.Message.BotID
+			}
+			for _, a := range m.Message.Attachments {
+				at := alerts.Attachment{Title: a.Title, TitleLink: a.TitleLink, Text: a.Text, Fallback: a.Fallback, Color: a.Color, Pretext: a.Pretext}
+				for _, f := range a.Fields {
+					at.Fields = append(at.Fields, alerts.Field{Title: f.Title, Value: f.Value})
+				}
+				cm.Attachments = append(cm.Attachments, at)
+			}
+		}
+		if cm.BotID != "" && cm.BotID == c.selfBotID {
+			return // our own messages
+		}
+		c.async(ctx, func(ctx context.Context) { c.bot.HandleChannelMessage(ctx, cm) })
 	case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
 		c.log.Error("slack connection problem", "type", evt.Type, "data", fmt.Sprint(evt.Data))
 	default:

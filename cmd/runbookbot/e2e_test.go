@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,7 @@ type e2e struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	opts     botOptions
+	srv      *http.Server
 	users    map[string]string
 	ops      string
 	incident string
@@ -116,6 +118,13 @@ func (h *e2e) start() {
 	if err != nil {
 		h.t.Fatalf("startBot: %v", err)
 	}
+	if h.opts.listen != "" {
+		srv, err := rb.listen(h.opts.listen)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.srv = srv
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.rb, h.cancel, h.done = rb, cancel, make(chan struct{})
 	go func() {
@@ -130,6 +139,10 @@ func (h *e2e) stop() {
 	}
 	h.cancel()
 	<-h.done
+	if h.srv != nil {
+		h.srv.Close()
+		h.srv = nil
+	}
 	h.rb.close()
 	h.rb = nil
 }
@@ -144,7 +157,9 @@ func (h *e2e) slash(user, channel, text string) {
 var unescape = strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&")
 
 // body is a message's text and blocks, as a person would search them.
-func body(m slackemu.Message) string { return m.Text + unescape.Replace(string(m.Blocks)) }
+func body(m slackemu.Message) string {
+	return m.Text + unescape.Replace(string(m.Blocks)) + unescape.Replace(string(m.Attachments))
+}
 
 // waitFor polls the emulator's state (re-checked on every change) until
 // cond holds.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -16,8 +18,11 @@ import (
 	"github.com/runbookbot/runbookbot/bot"
 	slackbot "github.com/runbookbot/runbookbot/bot/slack"
 	"github.com/runbookbot/runbookbot/commands"
+	"github.com/runbookbot/runbookbot/commands/alerts"
 	"github.com/runbookbot/runbookbot/engine"
+	"github.com/runbookbot/runbookbot/integrations/notify"
 	"github.com/runbookbot/runbookbot/integrations/redis"
+	"github.com/runbookbot/runbookbot/integrations/secrets"
 )
 
 // botOptions configure a running bot (serve and dev).
@@ -28,6 +33,9 @@ type botOptions struct {
 	appToken        string
 	apiURL          string
 	audit           string
+	alertChannels   string
+	alertChannel    string
+	listen          string
 	noRBAC          bool
 	limits          bot.Limits
 	clock           engine.Clock
@@ -42,6 +50,7 @@ type runningBot struct {
 	store  engine.Store
 	cat    *engine.Catalog
 	stopBG context.CancelFunc
+	addr   string
 }
 
 func (r *runningBot) close() {
@@ -62,9 +71,18 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	var b *bot.Bot
-	reg := buildRegistry(registryOptions{notifier: engine.NotifierFunc(func(ctx context.Context, n engine.Notification) error {
+	var notifier engine.Notifier = engine.NotifierFunc(func(ctx context.Context, n engine.Notification) error {
 		return b.Notify(ctx, n)
-	}), logger: log})
+	})
+	if path := os.Getenv("RUNBOOKBOT_NOTIFY_CONFIG"); path != "" {
+		ncfg, err := notify.LoadConfig(path)
+		if err != nil {
+			return nil, fmt.Errorf("notifications config: %w", err)
+		}
+		ncfg.Logger = log
+		notifier = notify.New(ncfg, notifier)
+	}
+	reg := buildRegistry(registryOptions{notifier: notifier, logger: log})
 	cat, diags := engine.LoadPaths(reg, o.runbooks)
 	if len(diags) > 0 {
 		for _, d := range diags {
@@ -95,7 +113,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		clock = engine.SystemClock{}
 	}
 	cfg := engine.Config{Store: store, Registry: reg, Catalog: cat, Clock: clock, Approvers: auth,
-		Secrets: envSecrets{}, Logger: log, DefaultStepTimeout: 10 * time.Minute}
+		Secrets: secretSource(cat, log), Logger: log, DefaultStepTimeout: 10 * time.Minute}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var fwd *redis.Forwarder
 	if rs, ok := store.(*redis.Store); ok {
@@ -123,7 +141,12 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		}()
 		log.Info("mirroring audit events to Redis", "stream", m.Stream(), "redis", redactURL(url))
 	}
-	b = bot.New(bot.Config{Engine: eng, Auth: auth, Platform: platform, ApprovalChannel: o.approvalChannel, Limits: o.limits, Logger: log})
+	bcfg := bot.Config{Engine: eng, Auth: auth, Platform: platform, ApprovalChannel: o.approvalChannel, Limits: o.limits, Logger: log}
+	if cat.Mappings != nil {
+		bcfg.Alerts = &bot.AlertConfig{Matcher: alerts.NewMatcher(cat.Mappings, cat), Rules: alerts.DefaultRules(),
+			Tracker: alerts.NewTracker(alerts.TrackerConfig{Now: clock.Now}), Channels: splitList(o.alertChannels), WebhookChannel: o.alertChannel}
+	}
+	b = bot.New(bcfg)
 	if err := b.Start(ctx); err != nil {
 		stopBG()
 		eng.Close()
@@ -167,6 +190,9 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs.StringVar(&o.approvalChannel, "approval-channel", envOr("RUNBOOKBOT_APPROVAL_CHANNEL", "#incidents"), "where approval requests go")
 	fs.StringVar(&o.apiURL, "slack-api-url", os.Getenv("SLACK_API_URL"), "Slack Web API base URL (for an emulator)")
 	fs.BoolVar(&o.noRBAC, "no-rbac", false, "allow everyone everything (four-eyes still applies)")
+	fs.StringVar(&o.alertChannels, "alert-channels", os.Getenv("RUNBOOKBOT_ALERT_CHANNELS"), "channels watched for alerts, comma-separated (default: every channel the bot is in)")
+	fs.StringVar(&o.alertChannel, "alert-channel", envOr("RUNBOOKBOT_ALERT_CHANNEL", "#alerts"), "where threads for webhook alerts go")
+	fs.StringVar(&o.listen, "listen", os.Getenv("RUNBOOKBOT_LISTEN"), "address for the Alertmanager webhook receiver (POST /alertmanager), e.g. :8080")
 	fs.StringVar(&o.audit, "audit-redis", os.Getenv("RUNBOOKBOT_AUDIT_REDIS"), "mirror audit events to this Redis (default: the Redis store, if any)")
 	if _, ok := parse(fs, args, stderr); !ok {
 		return exitUsage
@@ -178,9 +204,59 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer rb.close()
+	if o.listen != "" {
+		srv, err := rb.listen(o.listen)
+		if err != nil {
+			fmt.Fprintf(stderr, "runbookbot serve: %v\n", err)
+			return exitFailure
+		}
+		defer srv.Close()
+	}
 	if err := rb.client.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "runbookbot serve: %v\n", err)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// listen serves the Alertmanager webhook receiver and a health check.
+func (r *runningBot) listen(addr string) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/alertmanager", r.bot.WebhookHandler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("webhook receiver: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	r.addr = l.Addr().String()
+	return srv, nil
+}
+
+// secretSource resolves secrets.* from RUNBOOKBOT_SECRET_<NAME> first (a
+// local override), then the configured provider.
+func secretSource(cat *engine.Catalog, log *slog.Logger) engine.SecretSource {
+	if cat.Secrets == nil {
+		return envSecrets{}
+	}
+	src, err := secrets.New(cat.Secrets, secrets.Deps{Logger: log})
+	if err != nil {
+		log.Error("secrets provider not available; only RUNBOOKBOT_SECRET_* variables will resolve", "err", err)
+		return envSecrets{}
+	}
+	return chainSecrets{envSecrets{}, src}
+}
+
+type chainSecrets []engine.SecretSource
+
+func (c chainSecrets) Secret(ctx context.Context, name string) (any, error) {
+	var err error
+	for _, s := range c {
+		var v any
+		if v, err = s.Secret(ctx, name); err == nil {
+			return v, nil
+		}
+	}
+	return nil, err
 }

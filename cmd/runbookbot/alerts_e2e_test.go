@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runbookbot/runbookbot/engine"
+	"github.com/runbookbot/runbookbot/test/slackemu"
+)
+
+// alertMappings maps CheckoutDown to example-echo (which needs no cluster).
+const alertMappings = `mappings:
+  - alert: CheckoutDown
+    runbook: example-echo
+    autoTrigger: true
+    conditions:
+      - environment: "!production"
+    parameters:
+      service: "{{ $labels.service }}"
+      environment: "{{ $labels.environment }}"
+  - alert: CheckoutSlow
+    runbook: example-echo
+    autoTrigger: false
+    parameters:
+      service: "{{ $labels.service }}"
+defaults:
+  autoTrigger: false
+  notifyChannel: "#alerts"
+  suggestRunbook: true
+`
+
+func newAlertE2E(t *testing.T) (*e2e, string) {
+	t.Helper()
+	dir := t.TempDir()
+	mf := filepath.Join(dir, "mappings.yaml")
+	if err := os.WriteFile(mf, []byte(alertMappings), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newE2E(t, false, mf)
+	alertsCh := h.emu.AddChannel("alerts")
+	h.stop()
+	h.opts.listen = "127.0.0.1:0"
+	h.start()
+	return h, alertsCh
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// alertmanager starts the Debian package's Alertmanager routing every alert
+// to the emulator's incoming webhook (slack_configs) and to the bot's
+// receiver (webhook_configs).
+func alertmanager(t *testing.T, slackWebhook, botWebhook string) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		if bin, err = exec.LookPath("alertmanager"); err != nil {
+			if os.Getenv("RUNBOOKBOT_REQUIRE_ALERTMANAGER") != "" {
+				t.Fatal("prometheus-alertmanager not installed (apt-get install prometheus-alertmanager)")
+			}
+			t.Skip("prometheus-alertmanager not installed")
+		}
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`route:
+  receiver: slack
+  group_by: [alertname, service]
+  group_wait: 100ms
+  group_interval: 1s
+  repeat_interval: 1h
+  routes:
+    - matchers: [via="webhook"]
+      receiver: bot
+receivers:
+  - name: slack
+    slack_configs:
+      - api_url: %q
+        channel: "#alerts"
+        send_resolved: true
+        text: '{{ range .Alerts }}*Alert:* {{ .Labels.alertname }}{{ "\n" }}{{ range .Labels.SortedPairs }} • *{{ .Name }}:* `+"`{{ .Value }}`"+`{{ "\n" }}{{ end }}{{ end }}'
+  - name: bot
+    webhook_configs:
+      - url: %q
+        send_resolved: true
+`, slackWebhook, botWebhook)
+	cfgPath := filepath.Join(dir, "am.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,
+		"--cluster.listen-address=", "--log.level=warn")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("alertmanager log:\n%s", logs.String())
+		}
+	})
+	url := "http://" + addr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := http.Get(url + "/-/ready"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return url
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alertmanager not ready:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond) // another process starting up
+	}
+}
+
+func postAlert(t *testing.T, am string, labels map[string]string, resolved bool) {
+	t.Helper()
+	a := map[string]any{"labels": labels, "annotations": map[string]string{"summary": "checkout is down"}, "startsAt": time.Now().Add(-time.Minute).Format(time.RFC3339)}
+	if resolved {
+		a["endsAt"] = time.Now().Add(-time.Second).Format(time.RFC3339)
+	}
+	body, _ := json.Marshal([]any{a})
+	resp, err := http.Post(am+"/api/v2/alerts", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("alertmanager refused the alert: %s", resp.Status)
+	}
+}
+
+// An alert posted to a real Alertmanager reaches the channel through its
+// slack_configs; the bot runs the mapped runbook in the alert's thread; the
+// resolution lands in the same thread.
+func TestAlertmanagerSlackConfigsToThread(t *testing.T) {
+	h, alertsCh := newAlertE2E(t)
+	am := alertmanager(t, h.emu.AddWebhook("", "alerts"), "http://"+h.rb.addr+"/alertmanager")
+	labels := map[string]string{"alertname": "CheckoutDown", "service": "checkout", "environment": "staging"}
+	postAlert(t, am, labels, false)
+	alert := h.message(alertsCh, "the alert from Alertmanager", func(m slackemu.Message) bool {
+		return m.SubType == "bot_message" && strings.Contains(body(m), "FIRING") && m.ThreadTS == ""
+	})
+	h.message(alertsCh, "the execution's parent in the alert thread", func(m slackemu.Message) bool {
+		return m.ThreadTS == alert.TS && strings.Contains(body(m), "example-echo v1.0.0")
+	})
+	h.message(alertsCh, "the settle step in the alert thread", contains("*settle*", "running"))
+	h.advance(1, 2*time.Second)
+	h.message(alertsCh, "success in the alert thread", func(m slackemu.Message) bool {
+		return m.ThreadTS == alert.TS && strings.Contains(body(m), "*success*")
+	})
+	postAlert(t, am, labels, true)
+	h.message(alertsCh, "the resolution in the same thread", func(m slackemu.Message) bool {
+		return m.ThreadTS == alert.TS && strings.Contains(body(m), "Resolved:")
+	})
+	evs, _ := h.rb.store.History(context.Background(), historyAll)
+	if len(evs) != 1 || evs[0].Trigger.Type != "alert" || evs[0].Trigger.Labels["service"] != "checkout" || evs[0].Trigger.AlertID == "" {
+		t.Errorf("executions = %+v", evs)
+	}
+}
+
+// The same through webhook_configs to the bot's receiver: the bot opens the
+// thread in #alerts itself.
+func TestAlertmanagerWebhookToThread(t *testing.T) {
+	h, alertsCh := newAlertE2E(t)
+	am := alertmanager(t, h.emu.AddWebhook("", "alerts"), "http://"+h.rb.addr+"/alertmanager")
+	labels := map[string]string{"alertname": "CheckoutDown", "service": "cart", "environment": "staging", "via": "webhook"}
+	postAlert(t, am, labels, false)
+	root := h.message(alertsCh, "the bot's alert thread", func(m slackemu.Message) bool {
+		return m.ThreadTS == "" && strings.Contains(body(m), "FIRING:") && strings.Contains(body(m), "CheckoutDown")
+	})
+	h.message(alertsCh, "the execution in that thread", func(m slackemu.Message) bool {
+		return m.ThreadTS == root.TS && strings.Contains(body(m), "example-echo v1.0.0")
+	})
+	h.advance(1, 2*time.Second)
+	h.message(alertsCh, "success", func(m slackemu.Message) bool { return m.ThreadTS == root.TS && strings.Contains(body(m), "*success*") })
+	postAlert(t, am, labels, true)
+	h.message(alertsCh, "resolved in the same thread", func(m slackemu.Message) bool {
+		return m.ThreadTS == root.TS && strings.Contains(body(m), "Resolved:")
+	})
+}
+
+// Without autoTrigger the bot offers a Run button; production is refused
+// by the mapping's condition; unmapped alerts get suggestions.
+func TestAlertOffersAndRefusals(t *testing.T) {
+	h, alertsCh := newAlertE2E(t)
+	hook := h.emu.AddWebhook("", "alerts")
+	payload := func(name, service, env string) []byte {
+		text := fmt.Sprintf("*Alert:* %s\n • *alertname:* `%s`\n • *environment:* `%s`\n • *service:* `%s`\n", name, name, env, service)
+		b, _ := json.Marshal(map[string]any{"username": "AlertManager", "attachments": []any{map[string]any{"title": "[FIRING:1] " + name, "text": text, "color": "danger"}}})
+		return b
+	}
+	path := hook[strings.Index(hook, "/services/"):]
+	if err := h.emu.PostWebhook(path, payload("CheckoutSlow", "checkout", "staging")); err != nil {
+		t.Fatal(err)
+	}
+	offer := h.message(alertsCh, "the Run offer", contains("maps to `example-echo`", "alert:run"))
+	h.click("bob", offer, "alert:run")
+	h.message(alertsCh, "the execution started from the offer", func(m slackemu.Message) bool {
+		return m.ThreadTS == offer.ThreadTS && strings.Contains(body(m), "example-echo v1.0.0")
+	})
+	if err := h.emu.PostWebhook(path, payload("CheckoutDown", "checkout", "production")); err != nil {
+		t.Fatal(err)
+	}
+	h.message(alertsCh, "the refusal", contains("Not running `example-echo`", "production"))
+	if err := h.emu.PostWebhook(path, payload("EchoServiceFlapping", "echo", "staging")); err != nil {
+		t.Fatal(err)
+	}
+	h.message(alertsCh, "a suggestion", contains("No runbook is mapped to *EchoServiceFlapping*", "example-echo"))
+}
+
+var historyAll = engine.HistoryQuery{}
