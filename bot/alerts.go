@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,6 +56,8 @@ type pendingRun struct {
 
 // alertState is the bot's alert bookkeeping.
 type alertState struct {
+	queue    chan alerts.Group
+	backlog  atomic.Int64
 	mu       sync.Mutex
 	byExec   map[string]alertRun
 	pending  map[string]pendingRun
@@ -163,6 +166,7 @@ func (b *Bot) autoRun(ctx context.Context, a alerts.Alert, d alerts.Decision, ch
 	b.alerts.mu.Lock()
 	b.alerts.byExec[id] = alertRun{fp: a.Fingerprint, runbook: d.Runbook}
 	b.alerts.mu.Unlock()
+	b.log.Debug("alert started", "fp", a.Fingerprint, "execution", id)
 }
 
 // queueNotice keeps one message per runbook saying how many alerts wait
@@ -256,6 +260,7 @@ func (b *Bot) alertFinished(ctx context.Context, execID string) {
 		return
 	}
 	tr := b.cfg.Alerts.Tracker
+	b.log.Debug("alert finished", "fp", ar.fp, "execution", execID)
 	tr.Finish(ar.fp, ar.runbook, execID, b.eng.Clock().Now())
 	drained := tr.Drain(ar.runbook)
 	for _, a := range drained {
@@ -271,6 +276,7 @@ func (b *Bot) alertFinished(ctx context.Context, execID string) {
 				continue
 			}
 			tr.Attach(a.Fingerprint, d.Runbook, id)
+			b.log.Debug("alert drained", "fp", a.Fingerprint, "execution", id)
 			b.alerts.mu.Lock()
 			b.alerts.byExec[id] = alertRun{fp: a.Fingerprint, runbook: d.Runbook}
 			b.alerts.mu.Unlock()
@@ -278,6 +284,21 @@ func (b *Bot) alertFinished(ctx context.Context, execID string) {
 	}
 	if len(drained) > 0 || len(tr.Queued(ar.runbook)) > 0 {
 		b.out.mark(item{key: "q:" + ar.runbook})
+	}
+}
+
+// AlertBacklog is how many webhook notifications wait to be handled.
+func (b *Bot) AlertBacklog() int { return int(b.alerts.backlog.Load()) }
+
+func (b *Bot) webhookWorker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case g := <-b.alerts.queue:
+			b.HandleAlertGroup(ctx, g)
+			b.alerts.backlog.Add(-1)
+		}
 	}
 }
 
@@ -340,7 +361,15 @@ func (b *Bot) WebhookHandler() http.Handler {
 			http.Error(w, "not an Alertmanager notification: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		go b.HandleAlertGroup(context.WithoutCancel(r.Context()), g)
+		// One worker handles notifications in arrival order; a full queue
+		// answers 503 so Alertmanager retries instead of anything being lost.
+		select {
+		case b.alerts.queue <- g:
+			b.alerts.backlog.Add(1)
+		default:
+			http.Error(w, "busy: too many notifications waiting; retry", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "accepted", "alerts": len(g.Alerts)})
 	})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/runbookbot/runbookbot/commands"
+	"github.com/runbookbot/runbookbot/commands/alerts"
 	"github.com/runbookbot/runbookbot/engine"
 )
 
@@ -63,7 +64,7 @@ func New(cfg Config) *Bot {
 	}
 	return &Bot{cfg: cfg, eng: cfg.Engine, log: cfg.Logger, out: newOutbox(cfg.Platform, cfg.Limits, cfg.Logger),
 		threads: map[string]*thread{}, approvals: map[string]*approvalView{},
-		alerts: alertState{byExec: map[string]alertRun{}, pending: map[string]pendingRun{}, channels: map[string]bool{}}}
+		alerts: alertState{byExec: map[string]alertRun{}, pending: map[string]pendingRun{}, channels: map[string]bool{}, queue: make(chan alerts.Group, 10000)}}
 }
 
 // Start rebuilds the threads of unfinished executions from the store (so
@@ -95,6 +96,13 @@ func (b *Bot) Start(ctx context.Context) error {
 		defer b.wg.Done()
 		b.out.run(rctx)
 	}()
+	if b.alertsOn() {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.webhookWorker(rctx)
+		}()
+	}
 	return nil
 }
 

@@ -223,6 +223,9 @@ func (b *Bot) postNow(ctx context.Context, channel, thread string, m Message) (s
 			return "", "", err
 		}
 		ch, ts, err := b.cfg.Platform.Post(ctx, channel, thread, m)
+		if err == nil {
+			b.out.learn(channel, ch)
+		}
 		var rl *RateLimitedError
 		if errors.As(err, &rl) && attempt < 5 {
 			b.out.pausePosts(channel, rl.RetryAfter)

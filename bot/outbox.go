@@ -89,6 +89,7 @@ type outbox struct {
 	items   map[string]*item
 	queue   []*item
 	posts   map[string]*bucket
+	alias   map[string]string // #name → channel id, learned from posts
 	updates *bucket
 	wake    chan struct{}
 	idle    chan struct{} // closed while the queue is empty
@@ -101,7 +102,7 @@ type Stats struct {
 }
 
 func newOutbox(p Platform, limits Limits, log *slog.Logger) *outbox {
-	o := &outbox{p: p, log: log, limits: limits, items: map[string]*item{}, posts: map[string]*bucket{},
+	o := &outbox{p: p, log: log, limits: limits, items: map[string]*item{}, posts: map[string]*bucket{}, alias: map[string]string{},
 		updates: newBucket(limits.UpdateBurst, limits.UpdateEvery), wake: make(chan struct{}, 1), idle: make(chan struct{})}
 	close(o.idle)
 	return o
@@ -143,11 +144,7 @@ func (o *outbox) mark(it item) {
 func (o *outbox) acquirePost(ctx context.Context, channel string) error {
 	for {
 		o.mu.Lock()
-		b := o.posts[channel]
-		if b == nil {
-			b = newBucket(o.limits.PostBurst, o.limits.PostEvery)
-			o.posts[channel] = b
-		}
+		b := o.postBucketLocked(channel)
 		d := b.ready(time.Now())
 		if d == 0 {
 			b.take()
@@ -168,9 +165,7 @@ func (o *outbox) acquirePost(ctx context.Context, channel string) error {
 func (o *outbox) pausePosts(channel string, d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if b := o.posts[channel]; b != nil {
-		b.pause(time.Now(), d)
-	}
+	o.postBucketLocked(channel).pause(time.Now(), d)
 }
 
 func (o *outbox) lookup(key string) (channel, ts string) {
@@ -203,12 +198,39 @@ func (o *outbox) bucketFor(it *item) *bucket {
 	if it.ts != "" {
 		return o.updates
 	}
-	b := o.posts[it.channel]
+	return o.postBucketLocked(it.channel)
+}
+
+// postBucketLocked returns the channel's post bucket; a #name and its id
+// share one once a post has told the two apart.
+func (o *outbox) postBucketLocked(channel string) *bucket {
+	if id, ok := o.alias[channel]; ok {
+		channel = id
+	}
+	b := o.posts[channel]
 	if b == nil {
 		b = newBucket(o.limits.PostBurst, o.limits.PostEvery)
-		o.posts[it.channel] = b
+		o.posts[channel] = b
 	}
 	return b
+}
+
+// learn records that a post to channel landed in id.
+func (o *outbox) learn(channel, id string) {
+	if channel == id || id == "" {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.alias[channel]; ok {
+		return
+	}
+	o.alias[channel] = id
+	if b, ok := o.posts[channel]; ok {
+		if _, has := o.posts[id]; !has {
+			o.posts[id] = b
+		}
+	}
 }
 
 // next takes the first queued item whose bucket has a token, or says how
@@ -290,6 +312,7 @@ func (o *outbox) send(ctx context.Context, it *item) {
 		var ch string
 		ch, ts, err = o.p.Post(ctx, channel, thread, msg)
 		if err == nil {
+			o.learn(channel, ch)
 			o.mu.Lock()
 			it.channel, it.ts = ch, ts
 			o.stats.Posts++

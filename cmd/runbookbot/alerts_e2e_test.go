@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runbookbot/runbookbot/bot"
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/test/slackemu"
 )
@@ -231,3 +232,100 @@ func TestAlertOffersAndRefusals(t *testing.T) {
 }
 
 var historyAll = engine.HistoryQuery{}
+
+// webhookGroup is an Alertmanager webhook notification for alerts.
+func webhookGroup(alerts ...map[string]string) []byte {
+	var as []any
+	for _, l := range alerts {
+		as = append(as, map[string]any{"status": "firing", "labels": l, "annotations": map[string]string{}, "startsAt": "2026-11-27T10:00:00Z"})
+	}
+	b, _ := json.Marshal(map[string]any{"version": "4", "status": "firing", "receiver": "bot", "groupLabels": map[string]string{}, "alerts": as})
+	return b
+}
+
+// 1,000 alerts for 50 fingerprints start 50 executions, at most 3 at a
+// time (the rest wait in one grouped queue message), without a single 429.
+func TestAlertStormDedup(t *testing.T) {
+	h, alertsCh := newAlertE2E(t)
+	h.emu.SetLimit("chat.postMessage", slackemu.Limit{Burst: 5, Every: 100 * time.Millisecond, PerChannel: true})
+	h.emu.SetLimit("chat.update", slackemu.Limit{Burst: 20, Every: 120 * time.Millisecond})
+	h.stop()
+	h.opts.limits = bot.Limits{PostBurst: 3, PostEvery: 110 * time.Millisecond, UpdateBurst: 10, UpdateEvery: 130 * time.Millisecond}
+	h.start()
+	url := "http://" + h.rb.addr + "/alertmanager"
+	for batch := 0; batch < 100; batch++ {
+		var group []map[string]string
+		for i := 0; i < 10; i++ {
+			n := (batch*10 + i) % 50
+			group = append(group, map[string]string{"alertname": "CheckoutDown", "service": fmt.Sprintf("svc-%02d", n), "environment": "staging"})
+		}
+		resp, err := http.Post(url, "application/json", bytes.NewReader(webhookGroup(group...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("receiver answered %s", resp.Status)
+		}
+	}
+	count := func() int {
+		rows, _ := h.rb.store.History(context.Background(), engine.HistoryQuery{Limit: 1000})
+		return len(rows)
+	}
+	h.waitFor("the first executions", func() bool { return count() >= 3 })
+	// Every notification is handled before time moves, so what the alerts
+	// do is decided by dedup, not by cool-downs running out on the clock.
+	h.waitFor("all notifications handled", func() bool { return h.rb.bot.AlertBacklog() == 0 })
+	h.message(alertsCh, "one grouped queue message", contains("alert(s) queued", "example-echo"))
+	// Let executions finish (their settle step waits 2s on the clock) until
+	// all 50 have run.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rows, _ := h.rb.store.History(context.Background(), engine.HistoryQuery{Limit: 1000})
+		finished := 0
+		for _, r := range rows {
+			if r.Status == engine.StatusFinished {
+				finished++
+			}
+		}
+		if finished == 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of 50 executions finished (%d started)", finished, len(rows))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		if h.clock.WaitTimers(ctx, 1) == nil {
+			h.clock.Advance(2 * time.Second)
+		}
+		cancel()
+	}
+	rows, _ := h.rb.store.History(context.Background(), engine.HistoryQuery{Limit: 1000})
+	services := map[string]int{}
+	fps := map[string]string{}
+	for _, r := range rows {
+		services[fmt.Sprint(r.Parameters["service"])]++
+		if prev, ok := fps[r.Trigger.AlertID]; ok {
+			t.Logf("fingerprint %s ran twice: %s and %s (%v)", r.Trigger.AlertID, prev, r.ExecutionID, r.Trigger.Labels)
+		}
+		fps[r.Trigger.AlertID] = r.ExecutionID
+	}
+	if len(rows) != 50 || len(services) != 50 {
+		t.Errorf("%d executions for %d services, want 50 and 50: %v", len(rows), len(services), services)
+	}
+	if err := h.rb.bot.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.emu.RateLimited(); n != 0 {
+		t.Errorf("%d calls got 429", n)
+	}
+	queueMsgs := 0
+	for _, m := range h.emu.AllMessages(alertsCh) {
+		if strings.Contains(body(m), "queued") && m.ThreadTS == "" {
+			queueMsgs++
+		}
+	}
+	if queueMsgs != 1 {
+		t.Errorf("%d queue messages, want 1 (grouped)", queueMsgs)
+	}
+}

@@ -78,7 +78,7 @@ func DefaultRules() Rules {
 
 var (
 	defaultTitle     = regexp.MustCompile(`(?i)^\s*\[(?P<status>FIRING|RESOLVED)(?::\s*(?P<count>\d+))?\]\s*(?P<values>.*?)\s*(?:\((?P<common>.*)\))?\s*$`)
-	defaultLabelLine = regexp.MustCompile("^\\s*(?:[•·▪◦‣*+-]\\s*)?\\*?(?P<key>[A-Za-z_][A-Za-z0-9_]*)\\*?\\s*(?::\\*?|=)\\s*(?P<value>.*?)\\s*$")
+	defaultLabelLine = regexp.MustCompile(`^\s*(?:[•·▪◦‣*+-]\s*)?\*?(?P<key>[A-Za-z_][A-Za-z0-9_]*)\*?\s*(?::\*?|=)\s*(?P<value>.*?)\s*$`)
 )
 
 // CompileRules builds Rules from configuration text; empty patterns keep
