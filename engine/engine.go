@@ -280,7 +280,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (string, error) {
 
 func (e *Engine) newRun(id string, rb *Runbook) *run {
 	return &run{e: e, id: id, rb: rb, state: map[string]any{}, outputs: map[string]any{}, steps: map[string]any{},
-		red: &Redactor{}, hist: map[string][]Event{}, done: make(chan struct{})}
+		red: &Redactor{}, hist: map[string][]Event{}, done: make(chan struct{}), gateSet: make(chan struct{})}
 }
 
 func (e *Engine) launch(x *run) {

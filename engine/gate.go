@@ -162,6 +162,8 @@ func (x *run) waitGate(ctx context.Context, g *gate) (bool, string) {
 		}
 	}
 	x.pending = g
+	close(x.gateSet)
+	x.gateSet = make(chan struct{})
 	x.mu.Unlock()
 	defer func() {
 		x.mu.Lock()
@@ -326,11 +328,25 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	g := x.pending
-	if g == nil || g.rec.ID != req.ApprovalID {
+	for wait := 0; g == nil || g.rec.ID != req.ApprovalID; wait++ {
 		x.mu.Unlock()
 		err := e.decidedInStore(ctx, req.ApprovalID, &res)
+		if !errors.Is(err, ErrNotActive) || wait == 50 {
+			x.mu.Lock()
+			return res, err
+		}
+		// The approval is open and its execution runs here but has not
+		// reached the gate yet (it is being resumed): wait for it.
+		select {
+		case <-x.gateSet:
+		case <-x.done:
+		case <-ctx.Done():
+			x.mu.Lock()
+			return res, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 		x.mu.Lock()
-		return res, err
+		g = x.pending
 	}
 	if g.decided {
 		res.Approval = g.rec

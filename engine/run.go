@@ -31,6 +31,7 @@ type run struct {
 	mu      sync.Mutex // guards seq, emit and pending
 	seq     int64
 	pending *gate
+	gateSet chan struct{} // closed (and replaced) when pending is set
 
 	replaying   bool
 	hist        map[string][]Event

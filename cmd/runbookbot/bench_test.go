@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -118,4 +121,73 @@ func BenchmarkSlackBurst(b *testing.B) {
 		b.ReportMetric(float64(h.emu.RateLimited()-before), "429s")
 		b.ReportMetric(time.Since(start).Seconds(), "burst-seconds")
 	}
+}
+
+// BenchmarkAlertIngest sends 10,000 alerts (100 fingerprints, 100 repeats,
+// in webhook notifications of 10) to the receiver, and reports alerts per
+// minute ingested, the p99 time from an alert's first notification to the
+// first message of its thread, and how many alerts were dropped. Emulator
+// and bot limits are scaled 10× as in BenchmarkSlackBurst.
+func BenchmarkAlertIngest(b *testing.B) {
+	const fingerprints, repeats = 100, 100
+	dir := b.TempDir()
+	mf := dir + "/mappings.yaml"
+	if err := os.WriteFile(mf, []byte(alertMappings), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	h := newE2E(b, false, mf)
+	alertsCh := h.emu.AddChannel("alerts")
+	h.emu.SetLimit("chat.postMessage", slackemu.Limit{Burst: 5, Every: 100 * time.Millisecond, PerChannel: true})
+	h.emu.SetLimit("chat.update", slackemu.Limit{Burst: 20, Every: 120 * time.Millisecond})
+	h.stop()
+	h.opts.listen = "127.0.0.1:0"
+	h.opts.limits = bot.Limits{PostBurst: 3, PostEvery: 110 * time.Millisecond, UpdateBurst: 10, UpdateEvery: 130 * time.Millisecond}
+	h.start()
+	url := "http://" + h.rb.addr + "/alertmanager"
+	for i := 0; i < b.N; i++ {
+		first := map[string]time.Time{}
+		dropped := 0
+		start := time.Now()
+		for n := 0; n < fingerprints*repeats/10; n++ {
+			var group []map[string]string
+			for k := 0; k < 10; k++ {
+				svc := fmt.Sprintf("b%d-svc-%03d", i, (n*10+k)%fingerprints)
+				if _, ok := first[svc]; !ok {
+					first[svc] = time.Now()
+				}
+				group = append(group, map[string]string{"alertname": "CheckoutDown", "service": svc, "environment": "staging"})
+			}
+			resp, err := http.Post(url, "application/json", bytes.NewReader(webhookGroup(group...)))
+			if err != nil || resp.StatusCode != 200 {
+				dropped += 10
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+		}
+		h.waitFor("every notification handled", func() bool { return h.rb.bot.AlertBacklog() == 0 })
+		ingest := time.Since(start)
+		var lat []time.Duration
+		h.waitFor("a thread for every fingerprint", func() bool {
+			lat = lat[:0]
+			for _, m := range h.emu.Messages(alertsCh) {
+				for svc, t0 := range first {
+					if strings.Contains(m.Text, "service="+svc) && !strings.Contains(m.Text, "service="+svc+"0") {
+						lat = append(lat, tsTime(m.TS).Sub(t0))
+					}
+				}
+			}
+			return len(lat) >= fingerprints
+		})
+		b.ReportMetric(float64(fingerprints*repeats)/ingest.Minutes(), "alerts/min")
+		b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "first-reply-p99-ms")
+		b.ReportMetric(float64(dropped), "dropped")
+	}
+}
+
+// tsTime turns a Slack ts into a time.
+func tsTime(ts string) time.Time {
+	var sec, usec int64
+	fmt.Sscanf(ts, "%d.%d", &sec, &usec)
+	return time.Unix(sec, usec*1000)
 }
