@@ -329,6 +329,7 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 	defer x.mu.Unlock()
 	g := x.pending
 	for wait := 0; g == nil || g.rec.ID != req.ApprovalID; wait++ {
+		gateSet := x.gateSet
 		x.mu.Unlock()
 		err := e.decidedInStore(ctx, req.ApprovalID, &res)
 		if !errors.Is(err, ErrNotActive) || wait == 50 {
@@ -338,7 +339,7 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 		// The approval is open and its execution runs here but has not
 		// reached the gate yet (it is being resumed): wait for it.
 		select {
-		case <-x.gateSet:
+		case <-gateSet:
 		case <-x.done:
 		case <-ctx.Done():
 			x.mu.Lock()
