@@ -38,7 +38,7 @@ func cmdHistory(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "runbookbot history: %v\n", err)
 		return exitUsage
 	}
-	store, _, err := openStore(ctx, c)
+	store, err := openHistoryStore(ctx, c, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot: %v\n", err)
 		return exitFailure

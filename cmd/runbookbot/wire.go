@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,6 +60,21 @@ func loadRunbook(reg *engine.Registry, dir, nameOrFile string, stderr io.Writer)
 	return rb, cat, exitOK
 }
 
+// openHistoryStore opens the store for reading: when a running bot holds
+// the embedded store, a read-only snapshot of it.
+func openHistoryStore(ctx context.Context, c common, stderr io.Writer) (engine.Store, error) {
+	st, where, err := openStore(ctx, c)
+	if errors.Is(err, embedded.ErrLocked) {
+		ro, rerr := embedded.OpenReadOnly(where)
+		if rerr != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "note: a running runbookbot holds %s; showing a snapshot\n", where)
+		return ro, nil
+	}
+	return st, err
+}
+
 // openStore opens the configured store: Redis for redis:// URLs, else the
 // embedded store in the data dir.
 func openStore(ctx context.Context, c common) (engine.Store, string, error) {
@@ -80,7 +96,7 @@ func openStore(ctx context.Context, c common) (engine.Store, string, error) {
 	}
 	st, err := embedded.Open(dir)
 	if err != nil {
-		return nil, "", err
+		return nil, dir, err
 	}
 	return st, dir, nil
 }

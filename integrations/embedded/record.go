@@ -277,6 +277,9 @@ scan:
 		if torn == "" {
 			torn = "unfinished Append call"
 		}
+		if s.readOnly {
+			return nil // a snapshot ignores a tail the writer may still be writing
+		}
 		return s.truncateTail(goodEnd, size, torn)
 	}
 	return nil

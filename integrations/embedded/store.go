@@ -84,6 +84,8 @@ type Store struct {
 	// exclusively, so it waits for callers in flight.
 	life   sync.RWMutex
 	closed bool
+	// readOnly stores (OpenReadOnly) have no lock, writer or Append.
+	readOnly bool
 
 	reqs       chan *request // Appends waiting for the writer
 	writerDone chan struct{}
@@ -170,6 +172,37 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
+// ErrReadOnly is returned by Append on a store opened with OpenReadOnly.
+var ErrReadOnly = errors.New("embedded: store opened read-only")
+
+// OpenReadOnly opens a snapshot of the store in dir without taking its lock,
+// so a running bot's history can be read (runbookbot history) while it
+// writes. It sees what was written when it opened; Append returns
+// ErrReadOnly.
+func OpenReadOnly(dir string) (*Store, error) {
+	path := filepath.Join(dir, logName)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: open %s: %w", path, err)
+	}
+	s := &Store{dir: dir, logger: slog.New(slog.DiscardHandler), file: f, readOnly: true, nextPos: 1}
+	s.idx.init()
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("embedded: stat log: %w", err)
+	}
+	if fi.Size() <= int64(len(magic)) {
+		s.idx.end = fi.Size()
+		return s, nil
+	}
+	if err := s.replay(fi.Size()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // openLog opens or creates the log file and replays it into the indexes.
 func (s *Store) openLog() error {
 	path := filepath.Join(s.dir, logName)
@@ -219,6 +252,10 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.readOnly {
+		s.life.Unlock()
+		return s.file.Close()
+	}
 	close(s.reqs)
 	s.life.Unlock()
 

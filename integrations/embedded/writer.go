@@ -68,6 +68,9 @@ func (s *Store) Append(ctx context.Context, events ...engine.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	r := &request{ctx: ctx, events: make([]pending, len(events)), done: make(chan error, 1)}
 	// Encode here, in the callers' goroutines, so that the single writer
 	// only frames, writes and syncs.
