@@ -200,6 +200,17 @@ func TestAlertmanagerWebhookToThread(t *testing.T) {
 	h.message(alertsCh, "resolved in the same thread", func(m slackemu.Message) bool {
 		return m.ThreadTS == root.TS && strings.Contains(body(m), "Resolved:")
 	})
+	// The execution is counted in the bot's own metrics.
+	resp, err := http.Get("http://" + h.rb.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var mb bytes.Buffer
+	_, _ = mb.ReadFrom(resp.Body)
+	if want := `runbook_executions_total{outcome="success",runbook_name="example-echo",trigger_type="alert"} 1`; !strings.Contains(mb.String(), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
 }
 
 // Without autoTrigger the bot offers a Run button; production is refused

@@ -20,6 +20,7 @@ import (
 	"github.com/runbookbot/runbookbot/commands"
 	"github.com/runbookbot/runbookbot/commands/alerts"
 	"github.com/runbookbot/runbookbot/engine"
+	"github.com/runbookbot/runbookbot/integrations/metrics"
 	"github.com/runbookbot/runbookbot/integrations/notify"
 	"github.com/runbookbot/runbookbot/integrations/redis"
 	"github.com/runbookbot/runbookbot/integrations/secrets"
@@ -44,13 +45,14 @@ type botOptions struct {
 
 // runningBot is everything serve starts, for tests and dev to drive.
 type runningBot struct {
-	eng    *engine.Engine
-	bot    *bot.Bot
-	client *slackbot.Client
-	store  engine.Store
-	cat    *engine.Catalog
-	stopBG context.CancelFunc
-	addr   string
+	eng     *engine.Engine
+	bot     *bot.Bot
+	client  *slackbot.Client
+	store   engine.Store
+	cat     *engine.Catalog
+	stopBG  context.CancelFunc
+	addr    string
+	metrics *metrics.Metrics
 }
 
 func (r *runningBot) close() {
@@ -124,6 +126,8 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		cfg.Forwarder = fwd
 	}
 	eng := engine.New(cfg)
+	met := metrics.New()
+	eng.Subscribe(met.Observe)
 	if url := o.auditURL(); url != "" {
 		client, err := redis.NewClient(url)
 		if err != nil {
@@ -134,6 +138,8 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		}
 		m := redis.NewMirror(store, client, redis.WithMirrorLogger(log))
 		eng.Subscribe(func(engine.Event) { m.Notify() })
+		met.Gauge("runbookbot_audit_mirror_lag_events", "Events stored but not yet in the Redis audit stream", func() float64 { return float64(m.Lag()) })
+		met.Counter("runbookbot_audit_mirror_errors_total", "Failed attempts to ship audit events", func() float64 { return float64(m.Stats().Errors) })
 		go func() {
 			if err := m.Run(bg); err != nil && bg.Err() == nil {
 				log.Error("audit mirror stopped", "err", err)
@@ -147,6 +153,9 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 			Tracker: alerts.NewTracker(alerts.TrackerConfig{Now: clock.Now}), Channels: splitList(o.alertChannels), WebhookChannel: o.alertChannel}
 	}
 	b = bot.New(bcfg)
+	met.Counter("runbookbot_chat_rate_limited_total", "Chat calls refused with 429 (retried)", func() float64 { return float64(b.Stats().RateLimited) })
+	met.Counter("runbookbot_chat_errors_total", "Chat calls that failed", func() float64 { return float64(b.Stats().Errors) })
+	met.Gauge("runbookbot_alert_backlog", "Alertmanager notifications waiting to be handled", func() float64 { return float64(b.AlertBacklog()) })
 	if err := b.Start(ctx); err != nil {
 		stopBG()
 		eng.Close()
@@ -162,7 +171,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		log.Error("resuming executions", "err", err)
 	}
 	log.Info("runbookbot ready", "runbooks", len(cat.Runbooks), "store", where, "resumed", n, "rbac", rbac != nil)
-	return &runningBot{eng: eng, bot: b, client: slackbot.NewClient(api, b, log), store: store, cat: cat, stopBG: stopBG}, nil
+	return &runningBot{eng: eng, bot: b, client: slackbot.NewClient(api, b, log), store: store, cat: cat, stopBG: stopBG, metrics: met}, nil
 }
 
 // auditURL is where audit events are mirrored: --audit-redis, else the
@@ -192,7 +201,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs.BoolVar(&o.noRBAC, "no-rbac", false, "allow everyone everything (four-eyes still applies)")
 	fs.StringVar(&o.alertChannels, "alert-channels", os.Getenv("RUNBOOKBOT_ALERT_CHANNELS"), "channels watched for alerts, comma-separated (default: every channel the bot is in)")
 	fs.StringVar(&o.alertChannel, "alert-channel", envOr("RUNBOOKBOT_ALERT_CHANNEL", "#alerts"), "where threads for webhook alerts go")
-	fs.StringVar(&o.listen, "listen", os.Getenv("RUNBOOKBOT_LISTEN"), "address for the Alertmanager webhook receiver (POST /alertmanager), e.g. :8080")
+	fs.StringVar(&o.listen, "listen", os.Getenv("RUNBOOKBOT_LISTEN"), "address for /metrics, /healthz and the Alertmanager webhook receiver (POST /alertmanager), e.g. :8080")
 	fs.StringVar(&o.audit, "audit-redis", os.Getenv("RUNBOOKBOT_AUDIT_REDIS"), "mirror audit events to this Redis (default: the Redis store, if any)")
 	if _, ok := parse(fs, args, stderr); !ok {
 		return exitUsage
@@ -223,6 +232,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 func (r *runningBot) listen(addr string) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/alertmanager", r.bot.WebhookHandler())
+	mux.Handle("/metrics", r.metrics.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
