@@ -166,7 +166,15 @@ func (b *Bot) autoRun(ctx context.Context, a alerts.Alert, d alerts.Decision, ch
 	b.alerts.mu.Lock()
 	b.alerts.byExec[id] = alertRun{fp: a.Fingerprint, runbook: d.Runbook}
 	b.alerts.mu.Unlock()
-	b.log.Debug("alert started", "fp", a.Fingerprint, "execution", id)
+	b.finishedEarly(ctx, id)
+}
+
+// finishedEarly frees the slot of an execution that finished before it was
+// recorded as the alert's (a precondition failing at once).
+func (b *Bot) finishedEarly(ctx context.Context, id string) {
+	if s, err := b.eng.Store().Get(ctx, id); err == nil && s.Status == engine.StatusFinished {
+		b.alertFinished(ctx, id)
+	}
 }
 
 // queueNotice keeps one message per runbook saying how many alerts wait
@@ -260,7 +268,6 @@ func (b *Bot) alertFinished(ctx context.Context, execID string) {
 		return
 	}
 	tr := b.cfg.Alerts.Tracker
-	b.log.Debug("alert finished", "fp", ar.fp, "execution", execID)
 	tr.Finish(ar.fp, ar.runbook, execID, b.eng.Clock().Now())
 	drained := tr.Drain(ar.runbook)
 	for _, a := range drained {
@@ -276,10 +283,10 @@ func (b *Bot) alertFinished(ctx context.Context, execID string) {
 				continue
 			}
 			tr.Attach(a.Fingerprint, d.Runbook, id)
-			b.log.Debug("alert drained", "fp", a.Fingerprint, "execution", id)
 			b.alerts.mu.Lock()
 			b.alerts.byExec[id] = alertRun{fp: a.Fingerprint, runbook: d.Runbook}
 			b.alerts.mu.Unlock()
+			defer b.finishedEarly(ctx, id)
 		}
 	}
 	if len(drained) > 0 || len(tr.Queued(ar.runbook)) > 0 {

@@ -144,9 +144,24 @@ func (b *Bot) onEvent(e engine.Event) {
 // its block id rather than posted again.
 func (b *Bot) applyLocked(e engine.Event, replay bool) {
 	t := b.threads[e.ExecutionID]
+	if t == nil && e.Type != engine.EventExecutionStarted && !replay {
+		// An execution this bot did not see start: taken over from another
+		// replica. Rebuild its thread from the log, then apply the event.
+		evs, err := b.eng.Store().Events(context.Background(), e.ExecutionID)
+		if err != nil || len(evs) == 0 || evs[0].Type != engine.EventExecutionStarted {
+			return
+		}
+		for _, prev := range evs {
+			if prev.Seq >= e.Seq {
+				break
+			}
+			b.applyLocked(prev, true)
+		}
+		t = b.threads[e.ExecutionID]
+	}
 	if t == nil {
 		if e.Type != engine.EventExecutionStarted {
-			return // an execution the bot did not see start (another replica)
+			return
 		}
 		t = newThread(e.ExecutionID)
 		if e.Trigger != nil {

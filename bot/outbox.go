@@ -330,6 +330,9 @@ func (o *outbox) send(ctx context.Context, it *item) {
 		}
 	}
 	if err == nil {
+		o.mu.Lock()
+		it.attempts = 0
+		o.mu.Unlock()
 		return
 	}
 	var rl *RateLimitedError

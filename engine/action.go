@@ -47,6 +47,9 @@ type Call struct {
 	Eval func(ctx context.Context, c *Condition) (bool, error)
 	// DryRun is set when the call is a plan, not an execution.
 	DryRun bool
+	// Redact masks the execution's secrets in text that leaves the engine
+	// (a notification's message).
+	Redact func(string) string
 }
 
 // String returns a string param.

@@ -312,3 +312,50 @@ func TestStartValidation(t *testing.T) {
 		})
 	}
 }
+
+// Sensitive parameter values are never logged, so an execution resumed
+// after a restart stops instead of running with the mask; notification
+// messages reach the notifier with secrets masked.
+func TestSensitiveParametersAcrossRestartAndNotifications(t *testing.T) {
+	body := `apiVersion: runbooks/v1
+kind: Runbook
+metadata: {name: sensitive, version: "1"}
+trigger: {type: manual}
+parameters:
+  - {name: apiKey, type: string, sensitive: true, required: true}
+steps:
+  - name: tell
+    type: notification
+    action: send
+    params: {channels: ["slack"], message: "key {{ apiKey }} token {{ secrets.adminToken }}"}
+  - name: gate
+    type: log
+    action: print
+    params: {message: "{{ apiKey }}"}
+    requiresApproval: {type: manual}
+`
+	c := enginetest.NewCluster()
+	h := newHarness(t, c, nil, writeRunbook(t, body))
+	id := h.start("sensitive", "alice", map[string]any{"apiKey": "param-CANARY-77"})
+	h.waitEvent("approval", isType(engine.EventApprovalRequested))
+	notes := c.Notifications()
+	if len(notes) != 1 || strings.Contains(notes[0].Message, "param-CANARY-77") || strings.Contains(notes[0].Message, canary) {
+		t.Fatalf("notification leaked a secret: %+v", notes)
+	}
+	h.eng.Close()
+	cat, _ := engine.LoadPaths(c.Registry(), writeRunbook(t, body))
+	eng := engine.New(engine.Config{Store: h.store, Registry: c.Registry(), Catalog: cat, Clock: h.clock})
+	defer eng.Close()
+	if n, err := eng.Recover(context.Background()); err != nil || n != 1 {
+		t.Fatalf("Recover = %d, %v", n, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := eng.Wait(ctx, id); err != nil || out != engine.OutcomeAborted {
+		t.Fatalf("outcome after restart = %s, %v; want aborted", out, err)
+	}
+	fin := h.eventsOf(id, engine.EventExecutionFinished)
+	if len(fin) != 1 || !strings.Contains(fin[0].Message, "sensitive parameter apiKey is not kept across a restart") {
+		t.Errorf("finished = %+v", fin)
+	}
+}

@@ -64,6 +64,9 @@ func RegisterBuiltins(r *Registry, n Notifier) {
 		Type: "notification", Action: "send", Required: []string{"message"}, Mutating: true,
 		Run: ActionFunc(func(ctx context.Context, c *Call) (Result, error) {
 			msg := Notification{ExecutionID: c.ExecutionID, Runbook: c.Runbook.Name(), Severity: c.String("severity"), Message: c.String("message")}
+			if c.Redact != nil {
+				msg.Message = c.Redact(msg.Message)
+			}
 			switch ch := c.Params["channels"].(type) {
 			case []any:
 				for _, x := range ch {

@@ -138,10 +138,12 @@ func planValue(ctx context.Context, reg *Registry, v any, env map[string]any) an
 		for _, r := range tp.Refs() {
 			switch {
 			case r.Root == "secrets":
-				if _, ok := local["secrets"]; !ok {
-					local = withKey(env, "secrets", map[string]any{})
+				sec, ok := local["secrets"].(map[string]any)
+				if !ok {
+					sec = map[string]any{}
+					local = withKey(env, "secrets", sec)
 				}
-				local["secrets"].(map[string]any)[r.Member] = Mask
+				sec[r.Member] = Mask
 			case r.Root == "state":
 				return t
 			default:

@@ -112,7 +112,11 @@ func New(cfg Config) *Engine {
 func (e *Engine) Owner() string { return e.cfg.Owner }
 
 // Catalog returns the runbooks the engine runs.
-func (e *Engine) Catalog() *Catalog { return e.cfg.Catalog }
+func (e *Engine) Catalog() *Catalog {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg.Catalog
+}
 
 // SetCatalog swaps the runbooks (a reload). Running executions keep theirs.
 func (e *Engine) SetCatalog(c *Catalog) {
@@ -284,11 +288,14 @@ func (e *Engine) newRun(id string, rb *Runbook) *run {
 }
 
 func (e *Engine) launch(x *run) {
+	ctx, cancel := context.WithCancelCause(e.ctx)
+	x.cancel = cancel // set before the run is visible to Cancel and renewals
+	if x.cancelledBy != "" {
+		cancel(errCancelled{x.cancelledBy}) // cancelled before the crash
+	}
 	e.mu.Lock()
 	e.runs[x.id] = x
 	e.mu.Unlock()
-	ctx, cancel := context.WithCancelCause(e.ctx)
-	x.cancel = cancel
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -416,9 +423,6 @@ func (e *Engine) Resume(ctx context.Context, id string) error {
 		}
 	}
 	e.launch(x)
-	if x.cancelledBy != "" {
-		x.cancel(errCancelled{x.cancelledBy})
-	}
 	return nil
 }
 

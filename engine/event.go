@@ -102,6 +102,8 @@ type StepRecord struct {
 	State map[string]any `json:"state,omitempty"`
 	// Reason explains a skip or an interruption.
 	Reason string `json:"reason,omitempty"`
+	// Rejected marks a step that never ran because its approval was refused.
+	Rejected bool `json:"rejected,omitempty"`
 }
 
 // ApprovalRecord is the audit schema's approval item, plus what the chat

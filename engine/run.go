@@ -117,9 +117,17 @@ func (x *run) main(ctx context.Context) (finished bool) {
 		}
 	}()
 	for _, p := range x.rb.Parameters {
-		if p.Sensitive {
-			x.red.Add(Stringify(x.params[p.Name]))
+		if !p.Sensitive {
+			continue
 		}
+		if x.replaying && x.params[p.Name] == Mask {
+			// Sensitive values are never written to the log, so a resumed
+			// execution cannot use them: stop rather than run with "[REDACTED]".
+			x.must(Event{Type: EventExecutionFinished, Outcome: OutcomeAborted,
+				Message: fmt.Sprintf("sensitive parameter %s is not kept across a restart; start the runbook again", p.Name)})
+			return true
+		}
+		x.red.Add(Stringify(x.params[p.Name]))
 	}
 	outcome, msg := x.execute(ctx)
 	if outcome == "" {
@@ -240,6 +248,9 @@ func (x *run) success(ctx context.Context) (Outcome, string) {
 				procs := x.procedures(t.Action)
 				if x.rollback(ctx, t.Condition, procs) {
 					return OutcomeRollback, "rollback trigger fired: " + t.Condition
+				}
+				if closing(ctx) {
+					return "", ""
 				}
 				return OutcomeFailure, "rollback trigger fired: " + t.Condition + "; rollback failed"
 			}
@@ -371,11 +382,24 @@ func (x *run) rollback(ctx context.Context, reason string, procs []Procedure) bo
 		run := ok
 		if run && len(p.conds) > 0 {
 			env, err := x.env(ctx, condRefs(p.conds), nil)
+			if closing(ctx) {
+				return false
+			}
 			for _, c := range p.conds {
 				if c == nil {
 					continue
 				}
-				if b, cerr := c.Eval(env); err != nil || cerr != nil || !b {
+				b, cerr := false, err
+				if err == nil {
+					b, cerr = c.Eval(env)
+				}
+				if cerr != nil {
+					// A procedure that cannot be checked has not rolled
+					// anything back: say so rather than skip it quietly.
+					x.e.cfg.Logger.Error("rollback procedure condition failed", "execution", x.id, "procedure", p.Name, "err", cerr)
+					ok = false
+				}
+				if !b {
 					run = false
 				}
 			}

@@ -30,7 +30,7 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 		last := prior[len(prior)-1]
 		if last.Type == EventStepFinished && last.Step.Status != StepInterrupted {
 			x.absorb(st, *last.Step)
-			return unitResult{status: last.Step.Status, err: last.Step.Error}
+			return unitResult{status: last.Step.Status, err: last.Step.Error, rejected: last.Step.Rejected}
 		}
 		if last.Type == EventStepStarted {
 			r := rec
@@ -53,6 +53,9 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 		ok := false
 		if err == nil {
 			ok, err = st.cond.Eval(env)
+		}
+		if closing(ctx) {
+			return unitResult{}
 		}
 		if err != nil {
 			r := rec
@@ -78,7 +81,7 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 			}
 			if !ok {
 				r := rec
-				r.Status, r.Error = StepFailure, why
+				r.Status, r.Error, r.Rejected = StepFailure, why, ctx.Err() == nil
 				x.must(Event{Type: EventStepFinished, Step: &r})
 				x.absorb(st, r)
 				return unitResult{status: StepFailure, err: why, cancel: ctx.Err() != nil, rejected: true}
@@ -92,6 +95,9 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 	rec.StartTime = &start
 	rec.Status = StepRunning
 	rec.Input = input
+	if closing(ctx) {
+		return unitResult{}
+	}
 	if err != nil {
 		r := rec
 		r.Status, r.Error = StepFailure, err.Error()
@@ -265,7 +271,7 @@ func (x *run) call(ctx context.Context, st *Step, spec ActionSpec, phase Phase, 
 	vars["state"] = x.state
 	call := &Call{
 		ExecutionID: x.id, Runbook: x.rb, Step: st, Phase: phase, Params: params, Vars: vars,
-		Clock: x.e.cfg.Clock, Conditions: conds,
+		Clock: x.e.cfg.Clock, Conditions: conds, Redact: x.red.String,
 		Eval: func(ctx context.Context, c *Condition) (bool, error) {
 			env, err := x.env(ctx, c.Refs(), nil)
 			if err != nil {
