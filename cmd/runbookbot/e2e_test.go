@@ -484,3 +484,56 @@ func TestSlackWithRedisStoreAndAuditStream(t *testing.T) {
 		t.Errorf("history from Redis: %d %s", code, out)
 	}
 }
+
+// Emergency bypass: only the override's roles, with a justification from a
+// modal, audited as critical.
+func TestSlackEmergencyBypass(t *testing.T) {
+	h := newE2E(t, true)
+	parent, approval := h.startProduction()
+	h.click("bob", approval, "approval:bypass")
+	h.waitFor("the bypass modal", func() bool {
+		for _, v := range h.emu.Views() {
+			if v.CallbackID == "bypass" && v.Open && v.User == h.users["bob"] {
+				return true
+			}
+		}
+		return false
+	})
+	var view slackemu.View
+	for _, v := range h.emu.Views() {
+		if v.CallbackID == "bypass" && v.Open {
+			view = v
+		}
+	}
+	if err := h.emu.SubmitView(h.users["bob"], view.ID, map[string]map[string]string{"justification": {"justification": "checkout is down"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.ephemeral("bob", "not one of the approvers") // bob is no sre-lead
+	h.click("sam", approval, "approval:bypass")
+	h.waitFor("sam's bypass modal", func() bool {
+		for _, v := range h.emu.Views() {
+			if v.CallbackID == "bypass" && v.Open && v.User == h.users["sam"] {
+				view = v
+				return true
+			}
+		}
+		return false
+	})
+	if err := h.emu.SubmitView(h.users["sam"], view.ID, map[string]map[string]string{"justification": {"justification": "checkout is down for everyone"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.message(h.incident, "the bypass on the request", func(m slackemu.Message) bool {
+		return m.TS == approval.TS && strings.Contains(body(m), "Emergency bypass by <@"+h.users["sam"]+">") && strings.Contains(body(m), "checkout is down for everyone")
+	})
+	h.message(h.ops, "success", func(m slackemu.Message) bool { return m.TS == parent.TS && strings.Contains(body(m), "*success*") })
+	evs, _ := h.rb.store.Events(context.Background(), engine.ExecutionOf(approvalValue(t, approval)))
+	levels := map[engine.EventType]string{}
+	for _, e := range evs {
+		if e.AuditLevel != "" {
+			levels[e.Type] = e.AuditLevel
+		}
+	}
+	if levels[engine.EventApprovalDecided] != "critical" || levels[engine.EventApprovalRefused] != "critical" {
+		t.Errorf("audit levels = %v, want critical for the bypass and the refused bypass", levels)
+	}
+}
