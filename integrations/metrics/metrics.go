@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/runbookbot/runbookbot/engine"
 )
@@ -49,7 +50,7 @@ func New() *Metrics {
 	m.rollbacks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "runbook_rollbacks_total", Help: "Total rollback executions"}, []string{"runbook_name", "reason", "success"})
 	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "runbook_active_executions", Help: "Currently executing runbooks"}, []string{"runbook_name"})
 	m.reg.MustRegister(m.executions, m.steps, m.execDuration, m.stepDuration, m.approvalWait, m.approvals, m.rollbacks, m.active,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
