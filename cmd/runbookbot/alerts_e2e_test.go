@@ -167,7 +167,7 @@ func TestAlertmanagerSlackConfigsToThread(t *testing.T) {
 		return m.ThreadTS == alert.TS && strings.Contains(body(m), "example-echo v1.0.0")
 	})
 	h.message(alertsCh, "the settle step in the alert thread", contains("*settle*", "running"))
-	h.advance(1, 2*time.Second)
+	h.advance(2, 2*time.Second) // the sleep and the step timeout
 	h.message(alertsCh, "success in the alert thread", func(m slackemu.Message) bool {
 		return m.ThreadTS == alert.TS && strings.Contains(body(m), "*success*")
 	})
@@ -194,7 +194,7 @@ func TestAlertmanagerWebhookToThread(t *testing.T) {
 	h.message(alertsCh, "the execution in that thread", func(m slackemu.Message) bool {
 		return m.ThreadTS == root.TS && strings.Contains(body(m), "example-echo v1.0.0")
 	})
-	h.advance(1, 2*time.Second)
+	h.advance(2, 2*time.Second) // the sleep and the step timeout
 	h.message(alertsCh, "success", func(m slackemu.Message) bool { return m.ThreadTS == root.TS && strings.Contains(body(m), "*success*") })
 	postAlert(t, am, labels, true)
 	h.message(alertsCh, "resolved in the same thread", func(m slackemu.Message) bool {

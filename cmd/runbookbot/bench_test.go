@@ -132,9 +132,16 @@ func BenchmarkSlackBurst(b *testing.B) {
 // first message of its thread, and how many alerts were dropped. Emulator
 // and bot limits are scaled 10× as in BenchmarkSlackBurst.
 func BenchmarkAlertIngest(b *testing.B) {
-	const fingerprints, repeats = 100, 100
+	b.Run("burst", func(b *testing.B) { alertIngest(b, 100, 100, 0) })
+	// 10,000 alerts a minute, a new fingerprint every 100 alerts (0.6 s):
+	// the rate a channel's post limit can answer at once.
+	b.Run("paced-10k-per-min", func(b *testing.B) { alertIngest(b, 20, 100, 6*time.Millisecond) })
+}
+
+func alertIngest(b *testing.B, fingerprints, repeats int, gap time.Duration) {
 	dir := b.TempDir()
 	mf := dir + "/mappings.yaml"
+
 	if err := os.WriteFile(mf, []byte(alertMappings), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -151,10 +158,19 @@ func BenchmarkAlertIngest(b *testing.B) {
 		first := map[string]time.Time{}
 		dropped := 0
 		start := time.Now()
+		tick := time.NewTicker(max(gap*10, time.Microsecond))
+		defer tick.Stop()
 		for n := 0; n < fingerprints*repeats/10; n++ {
+			if gap > 0 {
+				<-tick.C // pacing the sender, not waiting on the bot
+			}
 			var group []map[string]string
 			for k := 0; k < 10; k++ {
-				svc := fmt.Sprintf("b%d-svc-%03d", i, (n*10+k)%fingerprints)
+				idx := (n*10 + k) % fingerprints
+				if gap > 0 {
+					idx = (n * 10 / repeats) % fingerprints // new fingerprints spread through the stream
+				}
+				svc := fmt.Sprintf("b%d-%d-svc-%03d", i, fingerprints, idx)
 				if _, ok := first[svc]; !ok {
 					first[svc] = time.Now()
 				}

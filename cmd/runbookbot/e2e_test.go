@@ -260,7 +260,7 @@ func (h *e2e) startProduction() (parent, approval slackemu.Message) {
 	h.slash("alice", h.ops, `run example-echo service=checkout environment=production`)
 	parent = h.message(h.ops, "the execution's parent message", contains("example-echo v1.0.0"))
 	h.message(h.ops, "the settle step running", contains("settle", "running"))
-	h.advance(1, 2*time.Second)
+	h.advance(2, 2*time.Second) // the sleep and the step timeout
 	approval = h.message(h.incident, "the approval request", contains("Approval needed: restart", "approval:approve:approve"))
 	return parent, approval
 }
