@@ -359,3 +359,32 @@ steps:
 		t.Errorf("finished = %+v", fin)
 	}
 }
+
+// A runbook edited while an execution waited (steps renamed or moved) is
+// not replayed against the wrong steps: the execution stops and says why.
+func TestResumeAgainstAnEditedRunbook(t *testing.T) {
+	c := enginetest.NewCluster()
+	h := newHarness(t, c, team, writeRunbook(t, gatedRunbook))
+	id := h.start("gated", "alice", map[string]any{"target": "checkout"})
+	h.waitEvent("approval", isType(engine.EventApprovalRequested))
+	h.eng.Close()
+	edited := strings.Replace(strings.Replace(gatedRunbook, "name: prepare", "name: get-ready", 1), `version: "2.0.0"`, `version: "2.1.0"`, 1)
+	cat, diags := engine.LoadPaths(c.Registry(), writeRunbook(t, edited))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	eng := engine.New(engine.Config{Store: h.store, Registry: c.Registry(), Catalog: cat, Clock: h.clock, Approvers: team})
+	defer eng.Close()
+	if _, err := eng.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := eng.Wait(ctx, id); err != nil || out != engine.OutcomeAborted {
+		t.Fatalf("outcome = %s, %v; want aborted", out, err)
+	}
+	fin := h.eventsOf(id, engine.EventExecutionFinished)
+	if len(fin) != 1 || !strings.Contains(fin[0].Message, `changed (v2.0.0 → v2.1.0)`) || !strings.Contains(fin[0].Message, `"prepare"`) {
+		t.Errorf("finished = %+v", fin)
+	}
+}

@@ -415,6 +415,7 @@ func (e *Engine) Resume(ctx context.Context, id string) error {
 	}
 	x.ctxVals = st.Context
 	x.replaying = true
+	x.diverged = divergence(rb, evs)
 	for _, ev := range evs[1:] {
 		k := histKey(ev)
 		x.hist[k] = append(x.hist[k], ev)
@@ -424,6 +425,25 @@ func (e *Engine) Resume(ctx context.Context, id string) error {
 	}
 	e.launch(x)
 	return nil
+}
+
+// divergence says why the recorded steps no longer match the runbook (it
+// was edited while the execution waited), or "".
+func divergence(rb *Runbook, evs []Event) string {
+	byKey := map[string]string{}
+	for _, ps := range rb.AllSteps() {
+		byKey[fmt.Sprintf("%s/%d", ps.Phase, ps.Index)] = ps.Step.Name
+	}
+	for _, e := range evs {
+		if e.Step == nil {
+			continue
+		}
+		if name, ok := byKey[fmt.Sprintf("%s/%d", e.Step.Phase, e.Step.Index)]; !ok || name != e.Step.Name {
+			return fmt.Sprintf("runbook %s changed (v%s → v%s) while this execution was stopped: its %s step %d was %q; start it again",
+				rb.Name(), evs[0].RunbookVersion, rb.Version(), e.Step.Phase, e.Step.Index+1, e.Step.Name)
+		}
+	}
+	return ""
 }
 
 // errLeaseHeld says another replica drives the execution.

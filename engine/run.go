@@ -34,6 +34,7 @@ type run struct {
 	gateSet chan struct{} // closed (and replaced) when pending is set
 
 	replaying   bool
+	diverged    string // the runbook no longer matches what was recorded
 	hist        map[string][]Event
 	cancelledBy string
 	tolerated   bool
@@ -116,6 +117,10 @@ func (x *run) main(ctx context.Context) (finished bool) {
 			panic(r)
 		}
 	}()
+	if x.diverged != "" {
+		x.must(Event{Type: EventExecutionFinished, Outcome: OutcomeAborted, Message: x.diverged})
+		return true
+	}
 	for _, p := range x.rb.Parameters {
 		if !p.Sensitive {
 			continue
