@@ -312,7 +312,12 @@ func (b *Bot) pruneLocked() {
 	for id, t := range b.threads {
 		if t.status == engine.StatusFinished {
 			delete(b.threads, id)
-			b.out.forget("s:" + id)
+			b.out.forget("s:" + id + ":")
+			b.out.forget("p:" + id)
+			for aid := range t.approvals {
+				delete(b.approvals, aid)
+				b.out.forget("a:" + aid)
+			}
 		}
 	}
 }
