@@ -294,6 +294,46 @@ func (b *Bot) alertFinished(ctx context.Context, execID string) {
 	}
 }
 
+// restoreAlerts rebuilds the alert bookkeeping from the store after a
+// restart: which alerts have running executions (dedup), which finished
+// within the cool-down, and which thread each alert lives in (so its
+// resolution lands there).
+func (b *Bot) restoreAlerts(ctx context.Context) error {
+	tr := b.cfg.Alerts.Tracker
+	now := b.eng.Clock().Now()
+	rows, err := b.eng.Store().History(ctx, engine.HistoryQuery{TriggerType: "alert", Since: now.Add(-24 * time.Hour)})
+	if err != nil {
+		return err
+	}
+	// Oldest first, so the newest execution of an alert wins.
+	for i := len(rows) - 1; i >= 0; i-- {
+		r := rows[i]
+		fp := r.Trigger.AlertID
+		if fp == "" {
+			continue
+		}
+		if r.Trigger.Channel != "" && r.Trigger.ThreadTS != "" {
+			tr.SetThread(fp, r.Trigger.Channel, r.Trigger.ThreadTS)
+		}
+		if ok, _ := tr.Begin(fp, r.RunbookName, now); !ok {
+			continue
+		}
+		tr.Attach(fp, r.RunbookName, r.ExecutionID)
+		if r.Status == engine.StatusFinished {
+			end := now
+			if r.EndedAt != nil {
+				end = *r.EndedAt
+			}
+			tr.Finish(fp, r.RunbookName, r.ExecutionID, end)
+			continue
+		}
+		b.alerts.mu.Lock()
+		b.alerts.byExec[r.ExecutionID] = alertRun{fp: fp, runbook: r.RunbookName}
+		b.alerts.mu.Unlock()
+	}
+	return nil
+}
+
 // AlertBacklog is how many webhook notifications wait to be handled.
 func (b *Bot) AlertBacklog() int { return int(b.alerts.backlog.Load()) }
 

@@ -89,6 +89,11 @@ func (b *Bot) Start(ctx context.Context) error {
 		}
 		b.mu.Unlock()
 	}
+	if b.alertsOn() {
+		if err := b.restoreAlerts(ctx); err != nil {
+			return err
+		}
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel
 	b.wg.Add(1)

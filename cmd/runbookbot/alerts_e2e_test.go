@@ -340,3 +340,47 @@ func TestAlertStormDedup(t *testing.T) {
 		t.Errorf("%d queue messages, want 1 (grouped)", queueMsgs)
 	}
 }
+
+// Alert bookkeeping survives a restart: a repeat of the alert does not
+// start a second execution, and its resolution lands in the same thread.
+func TestAlertStateSurvivesRestart(t *testing.T) {
+	h, alertsCh := newAlertE2E(t)
+	url := func() string { return "http://" + h.rb.addr + "/alertmanager" }
+	labels := map[string]string{"alertname": "CheckoutDown", "service": "cart", "environment": "staging"}
+	post := func(status string) {
+		t.Helper()
+		g := webhookGroup(labels)
+		if status == "resolved" {
+			g = []byte(strings.ReplaceAll(string(g), `"firing"`, `"resolved"`))
+		}
+		resp, err := http.Post(url(), "application/json", bytes.NewReader(g))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	post("firing")
+	root := h.message(alertsCh, "the alert thread", func(m slackemu.Message) bool { return m.ThreadTS == "" && strings.Contains(body(m), "FIRING:") })
+	h.message(alertsCh, "the execution", func(m slackemu.Message) bool { return m.ThreadTS == root.TS && strings.Contains(body(m), "example-echo v1.0.0") })
+	h.stop()
+	h.start()
+	post("firing") // a repeat while it still runs
+	h.waitFor("the repeat handled", func() bool { return h.rb.bot.AlertBacklog() == 0 })
+	post("resolved")
+	h.message(alertsCh, "the resolution in the original thread", func(m slackemu.Message) bool {
+		return m.ThreadTS == root.TS && strings.Contains(body(m), "Resolved:")
+	})
+	rows, _ := h.rb.store.History(context.Background(), engine.HistoryQuery{})
+	if len(rows) != 1 {
+		t.Errorf("%d executions after the restart and the repeat, want 1", len(rows))
+	}
+	roots := 0
+	for _, m := range h.emu.AllMessages(alertsCh) {
+		if m.ThreadTS == "" && strings.Contains(body(m), "FIRING:") {
+			roots++
+		}
+	}
+	if roots != 1 {
+		t.Errorf("%d alert threads, want 1", roots)
+	}
+}

@@ -116,7 +116,8 @@ func (h *e2e) start() {
 	}
 	rb, err := startBot(context.Background(), h.opts, w)
 	if err != nil {
-		h.t.Fatalf("startBot: %v", err)
+		b, _ := os.ReadFile(filepath.Join(h.opts.dataDir, "events.log"))
+		h.t.Fatalf("startBot: %v (log %d bytes: %q)", err, len(b), b[:min(len(b), 80)])
 	}
 	if h.opts.listen != "" {
 		srv, err := rb.listen(h.opts.listen)

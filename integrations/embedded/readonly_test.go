@@ -43,3 +43,33 @@ func TestOpenReadOnlyWhileLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A store closed before anything was written reopens and keeps its header:
+// appends after the reopen go after it, and a third open reads them.
+func TestReopenEmptyStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	for i := 0; i < 2; i++ {
+		s, err := Open(dir)
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		s.Close()
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Append(ctx, enginetest.Lifecycle("e1", "rb", "alice", "manual", time.Now(), engine.OutcomeSuccess)...); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatalf("reopen after appending to a reopened empty store: %v", err)
+	}
+	defer s.Close()
+	if evs, err := s.Events(ctx, "e1"); err != nil || len(evs) != 4 {
+		t.Fatalf("events = %d, %v", len(evs), err)
+	}
+}

@@ -289,6 +289,11 @@ scan:
 // log order; end is the log offset just past the last of them.
 func (s *Store) applyWindow(recs []rawRecord, end int64) error {
 	if len(recs) == 0 {
+		// Still move the end: a log holding only its header must be
+		// appended after the header, not over it.
+		s.idx.mu.Lock()
+		s.idx.end = max(s.idx.end, end)
+		s.idx.mu.Unlock()
 		return nil
 	}
 	events := make([]engine.Event, len(recs))
