@@ -361,7 +361,9 @@ func TestAlertStateSurvivesRestart(t *testing.T) {
 	}
 	post("firing")
 	root := h.message(alertsCh, "the alert thread", func(m slackemu.Message) bool { return m.ThreadTS == "" && strings.Contains(body(m), "FIRING:") })
-	h.message(alertsCh, "the execution", func(m slackemu.Message) bool { return m.ThreadTS == root.TS && strings.Contains(body(m), "example-echo v1.0.0") })
+	h.message(alertsCh, "the execution", func(m slackemu.Message) bool {
+		return m.ThreadTS == root.TS && strings.Contains(body(m), "example-echo v1.0.0")
+	})
 	h.stop()
 	h.start()
 	post("firing") // a repeat while it still runs
