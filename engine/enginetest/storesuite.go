@@ -24,6 +24,30 @@ func RunStoreSuite(t *testing.T, factory StoreFactory) {
 	t.Run("History", func(t *testing.T) { testHistory(t, factory) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, factory) })
 	t.Run("NotFound", func(t *testing.T) { testNotFound(t, factory) })
+	t.Run("ReopenEmpty", func(t *testing.T) { testReopenEmpty(t, factory) })
+}
+
+// testReopenEmpty: a store closed before anything was written must accept
+// and keep appends after it is opened again.
+func testReopenEmpty(t *testing.T, factory StoreFactory) {
+	ctx := context.Background()
+	open := factory(t)
+	if err := open().Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := open()
+	if err := s.Append(ctx, Lifecycle("r1", "rb", "alice", "manual", t0, engine.OutcomeSuccess)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open()
+	defer s.Close()
+	evs, err := s.Events(ctx, "r1")
+	if err != nil || len(evs) != 4 {
+		t.Fatalf("after reopening: %d events, %v", len(evs), err)
+	}
 }
 
 var t0 = time.Date(2026, 1, 30, 10, 0, 0, 0, time.UTC)
