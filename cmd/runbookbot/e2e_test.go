@@ -166,7 +166,7 @@ func body(m slackemu.Message) string {
 // cond holds.
 func (h *e2e) waitFor(what string, cond func() bool) {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := h.emu.WaitFor(ctx, cond); err != nil {
 		for name, id := range h.users {
