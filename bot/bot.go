@@ -264,13 +264,16 @@ func (b *Bot) approvalChannel(rec engine.ApprovalRecord) string {
 }
 
 func (b *Bot) renderApproval(a *approvalView) Message {
-	link := ""
-	if a.threadCh != "" && a.threadTS != "" {
+	link := a.link
+	if link == "" && a.threadCh != "" && a.threadTS != "" {
+		// Fetched once per approval (the thread does not move), without
+		// holding the bot's lock over a network call.
+		ch, ts := a.threadCh, a.threadTS
 		b.mu.Unlock()
-		l, err := b.cfg.Platform.Permalink(context.Background(), a.threadCh, a.threadTS)
+		l, err := b.cfg.Platform.Permalink(context.Background(), ch, ts)
 		b.mu.Lock()
 		if err == nil {
-			link = l
+			link, a.link = l, l
 		}
 	}
 	bypass := false

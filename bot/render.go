@@ -58,6 +58,7 @@ type approvalView struct {
 	params    map[string]any
 	threadCh  string
 	threadTS  string
+	link      string // permalink to the execution's thread, once known
 	votes     []string
 	decided   *engine.ApprovalRecord
 	tier      int
