@@ -84,6 +84,13 @@ func (s *MemStore) ReadFrom(_ context.Context, after uint64, limit int) ([]engin
 	return append([]engine.Event(nil), s.events[after:end]...), nil
 }
 
+// LastPos returns the position of the newest event (0 when empty).
+func (s *MemStore) LastPos(context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return uint64(len(s.events)), nil
+}
+
 // Unfinished lists executions without a finished event.
 func (s *MemStore) Unfinished(context.Context) ([]string, error) {
 	s.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,59 +13,19 @@ import (
 	"github.com/runbookbot/runbookbot/engine/enginetest"
 )
 
-// memStore is an in-memory engine.Store: the mirror's source in tests that
-// must keep appending while Redis is down.
+// memStore is the shared in-memory engine.Store with read failures that
+// tests can inject: the mirror's source in tests that must keep appending
+// while Redis is down.
 type memStore struct {
-	mu     sync.Mutex
-	log    []engine.Event // log[i].Pos == i+1
-	byExec map[string][]int
-	sums   map[string]engine.Summary
-
+	*enginetest.MemStore
 	failReads atomic.Int64 // ReadFrom fails while > 0, counting down
 }
 
-func newMemStore() *memStore {
-	return &memStore{byExec: map[string][]int{}, sums: map[string]engine.Summary{}}
-}
+func newMemStore() *memStore { return &memStore{MemStore: enginetest.NewMemStore()} }
 
 var errInjected = errors.New("injected read failure")
 
-func (m *memStore) Append(_ context.Context, events ...engine.Event) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	next := map[string]int64{}
-	for _, e := range events {
-		last, ok := next[e.ExecutionID]
-		if !ok {
-			last = int64(len(m.byExec[e.ExecutionID]))
-		}
-		if e.Seq != last+1 {
-			return fmt.Errorf("%w: %s seq %d after %d", ErrSequence, e.ExecutionID, e.Seq, last)
-		}
-		next[e.ExecutionID] = e.Seq
-	}
-	for _, e := range events {
-		e.Pos = uint64(len(m.log) + 1)
-		m.log = append(m.log, e)
-		m.byExec[e.ExecutionID] = append(m.byExec[e.ExecutionID], len(m.log)-1)
-		s := m.sums[e.ExecutionID]
-		s.Apply(e)
-		m.sums[e.ExecutionID] = s
-	}
-	return nil
-}
-
-func (m *memStore) Events(_ context.Context, id string) ([]engine.Event, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := []engine.Event{}
-	for _, i := range m.byExec[id] {
-		out = append(out, m.log[i])
-	}
-	return out, nil
-}
-
-func (m *memStore) ReadFrom(_ context.Context, after uint64, limit int) ([]engine.Event, error) {
+func (m *memStore) ReadFrom(ctx context.Context, after uint64, limit int) ([]engine.Event, error) {
 	for {
 		n := m.failReads.Load()
 		if n <= 0 {
@@ -76,51 +35,8 @@ func (m *memStore) ReadFrom(_ context.Context, after uint64, limit int) ([]engin
 			return nil, errInjected
 		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if after >= uint64(len(m.log)) {
-		return nil, nil
-	}
-	end := min(uint64(len(m.log)), after+uint64(limit))
-	return append([]engine.Event(nil), m.log[after:end]...), nil
+	return m.MemStore.ReadFrom(ctx, after, limit)
 }
-
-func (m *memStore) LastPos(context.Context) (uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return uint64(len(m.log)), nil
-}
-
-func (m *memStore) Unfinished(context.Context) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []string
-	for id, s := range m.sums {
-		if s.Status != engine.StatusFinished {
-			out = append(out, id)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-func (m *memStore) Get(_ context.Context, id string) (engine.Summary, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.sums[id]
-	if !ok {
-		return s, engine.ErrNotFound
-	}
-	return s, nil
-}
-
-func (m *memStore) History(_ context.Context, q engine.HistoryQuery) ([]engine.Summary, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return bruteHistory(m.sums, q), nil
-}
-
-func (m *memStore) Close() error { return nil }
 
 // bruteHistory answers q over every summary: the reference the Redis
 // History is checked against.
