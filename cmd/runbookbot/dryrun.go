@@ -13,26 +13,18 @@ import (
 
 func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dry-run", flag.ContinueOnError)
-	var c common
-	c.register(fs)
-	params := paramFlag{}
-	fs.Var(params, "param", "parameter as key=value (repeatable)")
+	var a runbookArgs
+	a.register(fs)
 	jsonOut := fs.Bool("json", false, "print the plan as JSON")
-	pos, ok := parse(fs, args, stderr)
-	if !ok {
-		return exitUsage
-	}
-	pos, err := splitParams(pos, params)
-	if err != nil || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: runbookbot dry-run NAME|FILE [--param k=v ...] [--json]")
+	if !a.parse(fs, args, stderr, "runbookbot dry-run NAME|FILE [--param k=v ...] [--json]") {
 		return exitUsage
 	}
 	reg := buildRegistry(registryOptions{})
-	rb, _, code := loadRunbook(reg, c.runbooks, pos[0], stderr)
+	rb, _, code := loadRunbook(reg, a.runbooks, a.target, stderr)
 	if rb == nil {
 		return code
 	}
-	plan, err := engine.DryRun(ctx, reg, rb, params, nil)
+	plan, err := engine.DryRun(ctx, reg, rb, a.params, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot: %v\n", err)
 		var pe *engine.ParamError

@@ -76,3 +76,34 @@ func splitParams(pos []string, params paramFlag) ([]string, error) {
 	}
 	return rest, nil
 }
+
+// runbookArgs are the arguments dry-run and run share: common flags,
+// --param k=v (or bare k=v) and one runbook NAME|FILE.
+type runbookArgs struct {
+	common
+	params paramFlag
+	target string
+}
+
+// register adds the shared flags to fs.
+func (a *runbookArgs) register(fs *flag.FlagSet) {
+	a.common.register(fs)
+	a.params = paramFlag{}
+	fs.Var(a.params, "param", "parameter as key=value (repeatable)")
+}
+
+// parse reads args after register; on a bad command line it prints usage
+// and returns false.
+func (a *runbookArgs) parse(fs *flag.FlagSet, args []string, stderr io.Writer, usage string) bool {
+	pos, ok := parse(fs, args, stderr)
+	if !ok {
+		return false
+	}
+	pos, err := splitParams(pos, a.params)
+	if err != nil || len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: "+usage)
+		return false
+	}
+	a.target = pos[0]
+	return true
+}

@@ -17,19 +17,11 @@ import (
 
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var c common
-	c.register(fs)
-	params := paramFlag{}
-	fs.Var(params, "param", "parameter as key=value (repeatable)")
+	var a runbookArgs
+	a.register(fs)
 	yes := fs.Bool("yes", false, "approve every approval gate automatically (demos)")
 	as := fs.String("as", envOr("USER", "cli"), "who is running it (the requester)")
-	pos, ok := parse(fs, args, stderr)
-	if !ok {
-		return exitUsage
-	}
-	pos, err := splitParams(pos, params)
-	if err != nil || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: runbookbot run NAME|FILE [--param k=v ...] [--yes] [--as USER]")
+	if !a.parse(fs, args, stderr, "runbookbot run NAME|FILE [--param k=v ...] [--yes] [--as USER]") {
 		return exitUsage
 	}
 	out := &terminal{w: stdout}
@@ -37,14 +29,14 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		out.printf("    notification [%s] → %s: %s\n", n.Severity, strings.Join(n.Channels, ", "), strings.TrimSpace(n.Message))
 		return nil
 	})})
-	rb, cat, code := loadRunbook(reg, c.runbooks, pos[0], stderr)
+	rb, cat, code := loadRunbook(reg, a.runbooks, a.target, stderr)
 	if rb == nil {
 		return code
 	}
 	if _, ok := cat.Runbooks[rb.Name()]; !ok {
 		cat.Runbooks[rb.Name()] = rb
 	}
-	store, where, err := openStore(ctx, c)
+	store, where, err := openStore(ctx, a.common)
 	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot: %v\n", err)
 		return exitFailure
@@ -81,7 +73,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			events <- e
 		}
 	})
-	id, err := eng.Start(ctx, engine.StartRequest{Runbook: rb.Name(), Params: params, Trigger: engine.TriggerInfo{Type: "manual", Source: "cli", TriggeredBy: *as}})
+	id, err := eng.Start(ctx, engine.StartRequest{Runbook: rb.Name(), Params: a.params, Trigger: engine.TriggerInfo{Type: "manual", Source: "cli", TriggeredBy: *as}})
 	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot: %v\n", err)
 		var pe *engine.ParamError
