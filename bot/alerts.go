@@ -156,7 +156,7 @@ func (b *Bot) autoRun(ctx context.Context, a alerts.Alert, d alerts.Decision, ch
 	}
 	id, err := b.eng.Start(ctx, engine.StartRequest{Runbook: d.Runbook, Params: d.Params,
 		Trigger: engine.TriggerInfo{Type: "alert", Source: a.Source, AlertID: a.Fingerprint, TriggeredBy: "alert:" + a.Name,
-			Channel: channel, ThreadTS: thread, Labels: a.Labels}})
+			Platform: "slack", Channel: channel, Thread: thread, Labels: a.Labels}})
 	if err != nil {
 		tr.Abort(a.Fingerprint, d.Runbook)
 		b.reply(channel, thread, fmt.Sprintf(":x: Could not start `%s`: %v", d.Runbook, err))
@@ -244,7 +244,7 @@ func (b *Bot) runOffered(ctx context.Context, userID, id string) *Reply {
 	a, d := p.alert, p.decision
 	execID, err := b.eng.Start(ctx, engine.StartRequest{Runbook: d.Runbook, Params: d.Params,
 		Trigger: engine.TriggerInfo{Type: "alert", Source: a.Source, AlertID: a.Fingerprint, TriggeredBy: userID,
-			Channel: p.channel, ThreadTS: p.thread, Labels: a.Labels}})
+			Platform: "slack", Channel: p.channel, Thread: p.thread, Labels: a.Labels}})
 	if err != nil {
 		b.alerts.mu.Lock()
 		b.alerts.pending[id] = p
@@ -277,7 +277,7 @@ func (b *Bot) alertFinished(ctx context.Context, execID string) {
 				continue
 			}
 			id, err := b.eng.Start(ctx, engine.StartRequest{Runbook: d.Runbook, Params: d.Params,
-				Trigger: engine.TriggerInfo{Type: "alert", Source: a.Source, AlertID: a.Fingerprint, TriggeredBy: "alert:" + a.Name, Channel: ch, ThreadTS: ts, Labels: a.Labels}})
+				Trigger: engine.TriggerInfo{Type: "alert", Source: a.Source, AlertID: a.Fingerprint, TriggeredBy: "alert:" + a.Name, Platform: "slack", Channel: ch, Thread: ts, Labels: a.Labels}})
 			if err != nil {
 				tr.Abort(a.Fingerprint, d.Runbook)
 				continue
@@ -312,8 +312,8 @@ func (b *Bot) restoreAlerts(ctx context.Context) error {
 		if fp == "" {
 			continue
 		}
-		if r.Trigger.Channel != "" && r.Trigger.ThreadTS != "" {
-			tr.SetThread(fp, r.Trigger.Channel, r.Trigger.ThreadTS)
+		if r.Trigger.Channel != "" && r.Trigger.Thread != "" {
+			tr.SetThread(fp, r.Trigger.Channel, r.Trigger.Thread)
 		}
 		if ok, _ := tr.Begin(fp, r.RunbookName, now); !ok {
 			continue

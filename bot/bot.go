@@ -171,7 +171,7 @@ func (b *Bot) applyLocked(e engine.Event, replay bool) {
 		t = newThread(e.ExecutionID)
 		if e.Trigger != nil {
 			t.channel = e.Trigger.Channel
-			t.parentTS = e.Trigger.MessageTS
+			t.parentTS = e.Trigger.Message
 		}
 		if rb, err := b.eng.Catalog().Lookup(e.RunbookName); err == nil {
 			t.totalSteps = len(rb.Preconditions) + len(rb.Steps)
@@ -185,7 +185,7 @@ func (b *Bot) applyLocked(e engine.Event, replay bool) {
 	if parent {
 		key := "p:" + t.id
 		b.out.mark(item{key: key, channel: t.channel, ts: t.parentTS, render: b.renderer(func() Message { return renderParent(t, b.cfg.Now()) }),
-			threadTS: func() string { return t.trigger.ThreadTS },
+			threadTS: func() string { return t.trigger.Thread },
 			posted: func(ch, ts string) {
 				b.mu.Lock()
 				if t.parentTS == "" {
@@ -237,8 +237,8 @@ func (b *Bot) threadOf(t *thread) func() string {
 	return func() string {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		if t.trigger.ThreadTS != "" {
-			return t.trigger.ThreadTS
+		if t.trigger.Thread != "" {
+			return t.trigger.Thread
 		}
 		return t.parentTS
 	}

@@ -195,7 +195,7 @@ func (b *Bot) run(ctx context.Context, in CommandIn, cmd commands.Command) *Repl
 		return text(":warning: I could not post in this channel (" + err.Error() + "). Is the bot a member?")
 	}
 	id, err := b.eng.Start(ctx, engine.StartRequest{Runbook: rb.Name(), Params: stringParams(cmd.Params),
-		Trigger: engine.TriggerInfo{Type: "manual", Source: "slack", TriggeredBy: in.User, Channel: ch, ThreadTS: ts, MessageTS: ts}})
+		Trigger: engine.TriggerInfo{Type: "manual", Source: "slack", TriggeredBy: in.User, Channel: ch, Thread: ts, Message: ts, Platform: "slack"}})
 	if err != nil {
 		_ = b.cfg.Platform.Update(ctx, ch, ts, *text(":x: " + rb.Name() + " did not start: " + err.Error()))
 		return text(":x: " + err.Error())

@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // EventType names a transition of an execution.
 type EventType string
@@ -71,17 +74,50 @@ const (
 )
 
 // TriggerInfo says who or what started an execution (audit schema "trigger").
+//
+// Platform names the chat platform the execution came from ("slack",
+// "discord"; empty for the terminal, schedules and the API when no chat is
+// involved). Channel, Thread and Message are that platform's opaque
+// references: the conversation, the thread to answer in (an alert's
+// message, say) and a message the platform already posted for the
+// execution. The engine never interprets them.
 type TriggerInfo struct {
-	Type        string `json:"type"`
-	Source      string `json:"source,omitempty"`
-	AlertID     string `json:"alertId,omitempty"`
-	TriggeredBy string `json:"triggeredBy"`
-	Channel     string `json:"channel,omitempty"`
-	ThreadTS    string `json:"threadTs,omitempty"`
-	// MessageTS is the chat message the bot posted for the execution (its
-	// live parent), when it posted one before starting.
-	MessageTS string            `json:"messageTs,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
+	Type        string            `json:"type"`
+	Source      string            `json:"source,omitempty"`
+	AlertID     string            `json:"alertId,omitempty"`
+	TriggeredBy string            `json:"triggeredBy"`
+	Platform    string            `json:"platform,omitempty"`
+	Channel     string            `json:"channel,omitempty"`
+	Thread      string            `json:"thread,omitempty"`
+	Message     string            `json:"message,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// Tick is the schedule tick a scheduled execution runs for.
+	Tick *time.Time `json:"tick,omitempty"`
+}
+
+// UnmarshalJSON reads the current fields and the Slack-named ones stores
+// written before the chat core kept (threadTs, messageTs).
+func (t *TriggerInfo) UnmarshalJSON(b []byte) error {
+	type plain TriggerInfo
+	var v struct {
+		plain
+		ThreadTS  string `json:"threadTs"`
+		MessageTS string `json:"messageTs"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*t = TriggerInfo(v.plain)
+	if t.Thread == "" {
+		t.Thread = v.ThreadTS
+	}
+	if t.Message == "" {
+		t.Message = v.MessageTS
+	}
+	if t.Platform == "" && (v.ThreadTS != "" || v.MessageTS != "" || t.Source == "slack") {
+		t.Platform = "slack"
+	}
+	return nil
 }
 
 // StepRecord is the audit schema's step item.

@@ -87,7 +87,8 @@ func AuditFields(e engine.Event) []string {
 		f.add("trigger.alertId", t.AlertID)
 		f.add("trigger.triggeredBy", t.TriggeredBy)
 		f.add("trigger.channel", t.Channel)
-		f.add("trigger.threadTs", t.ThreadTS)
+		f.add("trigger.platform", t.Platform)
+		f.add("trigger.thread", t.Thread)
 		if len(t.Labels) > 0 {
 			f.json("trigger.labels", t.Labels)
 		}
