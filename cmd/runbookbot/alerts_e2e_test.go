@@ -16,7 +16,7 @@ import (
 
 	"github.com/runbookbot/runbookbot/bot"
 	"github.com/runbookbot/runbookbot/engine"
-	"github.com/runbookbot/runbookbot/test/slackemu"
+	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
 )
 
 // alertMappings maps CheckoutDown to example-echo (which needs no cluster).

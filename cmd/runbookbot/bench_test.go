@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/runbookbot/runbookbot/bot"
-	"github.com/runbookbot/runbookbot/test/slackemu"
+	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
 )
 
 func percentile(ds []time.Duration, p float64) time.Duration {

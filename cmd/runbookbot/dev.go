@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/runbookbot/runbookbot/integrations/embedded"
-	"github.com/runbookbot/runbookbot/test/slackemu"
+	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
 )
 
 // cmdDev runs the bot against the built-in Slack emulator with the

@@ -16,7 +16,7 @@ import (
 	"github.com/runbookbot/runbookbot/engine/enginetest"
 	"github.com/runbookbot/runbookbot/integrations/redis"
 	"github.com/runbookbot/runbookbot/test/redistest"
-	"github.com/runbookbot/runbookbot/test/slackemu"
+	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
 )
 
 // e2e runs the real bot wiring (startBot, Socket Mode, Web API) against the

@@ -1,4 +1,4 @@
-// Package slackemu is a Slack emulator that speaks Slack's real wire
+// Package emulator is a Slack emulator that speaks Slack's real wire
 // protocol: the Web API under /api/, Socket Mode over a WebSocket (hello,
 // server pings, envelopes, acks, retries, disconnect), incoming webhooks
 // under /services/, response_url endpoints under /hooks/, and a small web UI
@@ -19,7 +19,7 @@
 // Timestamps, trigger expiry and rate limiting read Options.Now, so a test
 // can inject a fake clock. Ack timeouts, retries and pings run on real
 // timers, because they pace a real client.
-package slackemu
+package emulator
 
 import (
 	"context"
