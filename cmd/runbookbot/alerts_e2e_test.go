@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/runbookbot/runbookbot/bot"
-	"github.com/runbookbot/runbookbot/engine"
 	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
+	"github.com/runbookbot/runbookbot/engine"
 )
 
 // alertMappings maps CheckoutDown to example-echo (which needs no cluster).

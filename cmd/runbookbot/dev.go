@@ -9,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/runbookbot/runbookbot/integrations/embedded"
 	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
+	"github.com/runbookbot/runbookbot/integrations/embedded"
 )
 
 // cmdDev runs the bot against the built-in Slack emulator with the

@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/runbookbot/runbookbot/bot"
+	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/engine/enginetest"
 	"github.com/runbookbot/runbookbot/integrations/redis"
 	"github.com/runbookbot/runbookbot/test/redistest"
-	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
 )
 
 // e2e runs the real bot wiring (startBot, Socket Mode, Web API) against the
