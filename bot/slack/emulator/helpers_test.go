@@ -67,7 +67,8 @@ func start(t *testing.T, o Options) *harness {
 
 // connect runs a socketmode client until the test ends and forwards its
 // events to h.events (drained continuously so the client never blocks).
-func (h *harness) connect() {
+// It returns the hello event.
+func (h *harness) connect() socketmode.Event {
 	h.t.Helper()
 	h.sm = socketmode.New(h.api)
 	h.events = make(chan socketmode.Event, 1000)
@@ -95,7 +96,7 @@ func (h *harness) connect() {
 			h.t.Error("socketmode client did not stop")
 		}
 	})
-	h.waitEvent(socketmode.EventTypeHello)
+	return h.waitEvent(socketmode.EventTypeHello)
 }
 
 // waitEvent returns the next event of type typ, skipping others.

@@ -14,11 +14,29 @@ import (
 // Ack is one envelope acknowledgement received from the app.
 type Ack struct {
 	EnvelopeID string
-	Type       string          // envelope type: events_api, slash_commands, interactive
-	Attempt    int             // retry_attempt of the delivery that was acked
-	Latency    time.Duration   // from (re)sending the envelope to receiving the ack
+	Type       string // envelope type: events_api, slash_commands, interactive
+	Attempt    int    // retry_attempt of the delivery that was acked
+	// Latency is measured over the wire: from the moment the emulator wrote
+	// the (latest) delivery of the envelope to the socket to the moment it
+	// read the ack frame, before any of its own bookkeeping.
+	Latency    time.Duration
+	SentAt     time.Time       // when the acked delivery was written to the socket
+	ReceivedAt time.Time       // when the ack frame was read from the socket
 	Payload    json.RawMessage // the ack's payload, nil when absent
 }
+
+// ProtocolError is a frame the app sent over Socket Mode that Slack's
+// protocol has no place for: an ack without an envelope_id (the hello
+// message has none and must not be acked), an ack for an envelope_id the
+// emulator never sent, or a frame that is not an ack at all. Real Slack
+// ignores such frames; the emulator records them so tests can fail on them.
+type ProtocolError struct {
+	Reason string    // what is wrong, for a test failure message
+	Frame  string    // the frame as received (truncated to 500 bytes)
+	At     time.Time // when it was read
+}
+
+func (p ProtocolError) String() string { return p.Reason + ": " + p.Frame }
 
 type envelope struct {
 	id      string
@@ -27,7 +45,7 @@ type envelope struct {
 	accepts bool
 	attempt int
 	reason  string
-	sentAt  time.Time
+	sentAt  time.Time // when the latest delivery was written to a socket
 	timer   *time.Timer
 	onAck   func(json.RawMessage) // runs without s.mu held
 }
@@ -47,9 +65,16 @@ func (e *envelope) frame() []byte {
 	return b
 }
 
+// outFrame is one text frame waiting for a connection's writer; env is
+// set for envelopes, so the writer can stamp when it went on the wire.
+type outFrame struct {
+	b   []byte
+	env *envelope
+}
+
 type wsConn struct {
 	ws   *websocket.Conn
-	send chan []byte
+	send chan outFrame
 	done chan struct{}
 	once sync.Once
 }
@@ -70,7 +95,9 @@ type socketState struct {
 	tickets  map[string]bool
 	outbox   []*envelope // waiting for a connection
 	pending  map[string]*envelope
+	sent     map[string]bool // every envelope_id ever delivered
 	acks     []Ack
+	errors   []ProtocolError
 	timeouts int
 	connects int
 	pongs    int
@@ -80,6 +107,7 @@ func (st *socketState) init() {
 	st.all = map[*wsConn]bool{}
 	st.tickets = map[string]bool{}
 	st.pending = map[string]*envelope{}
+	st.sent = map[string]bool{}
 }
 
 // stopLocked stops all timers and returns every connection to close.
@@ -121,7 +149,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	c := &wsConn{ws: ws, send: make(chan []byte, 1024), done: make(chan struct{})}
+	c := &wsConn{ws: ws, send: make(chan outFrame, 1024), done: make(chan struct{})}
 	ws.SetPongHandler(func(string) error {
 		s.mu.Lock()
 		s.sock.pongs++
@@ -150,7 +178,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 			"approximate_connection_time": 18060,
 		},
 	})
-	c.send <- hello
+	c.send <- outFrame{b: hello}
 	queued := s.sock.outbox
 	s.sock.outbox = nil
 	for _, e := range queued {
@@ -197,9 +225,14 @@ func (s *Server) writeLoop(c *wsConn) {
 		select {
 		case <-c.done:
 			return
-		case b := <-c.send:
+		case f := <-c.send:
+			if f.env != nil {
+				s.mu.Lock()
+				f.env.sentAt = time.Now()
+				s.mu.Unlock()
+			}
 			_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+			if err := c.ws.WriteMessage(websocket.TextMessage, f.b); err != nil {
 				c.close()
 				return
 			}
@@ -218,34 +251,58 @@ func (s *Server) readLoop(c *wsConn) {
 		if err != nil {
 			return
 		}
+		at := time.Now() // before any bookkeeping: latency is over the wire
 		var ack struct {
-			EnvelopeID string          `json:"envelope_id"`
+			EnvelopeID *string         `json:"envelope_id"`
 			Payload    json.RawMessage `json:"payload"`
 		}
-		if json.Unmarshal(data, &ack) != nil || ack.EnvelopeID == "" {
-			s.logf("ignoring socket frame %.200s", data)
-			continue
+		switch {
+		case json.Unmarshal(data, &ack) != nil:
+			s.protocolError(at, data, "frame is not a JSON object")
+		case ack.EnvelopeID == nil:
+			s.protocolError(at, data, "frame without envelope_id: apps may only send acks")
+		case *ack.EnvelopeID == "":
+			s.protocolError(at, data, "ack without envelope_id (the hello message has none and must not be acked)")
+		default:
+			s.handleAck(*ack.EnvelopeID, ack.Payload, at, data)
 		}
-		s.handleAck(ack.EnvelopeID, ack.Payload)
 	}
 }
 
-func (s *Server) handleAck(id string, payload json.RawMessage) {
+// protocolError records a frame the protocol has no place for.
+func (s *Server) protocolError(at time.Time, frame []byte, reason string) {
+	f := string(frame)
+	if len(f) > 500 {
+		f = f[:500] + "…"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sock.errors = append(s.sock.errors, ProtocolError{Reason: reason, Frame: f, At: at})
+	s.logf("protocol error: %s: %s", reason, f)
+	s.notifyLocked()
+}
+
+func (s *Server) handleAck(id string, payload json.RawMessage, at time.Time, frame []byte) {
 	if string(payload) == "null" {
 		payload = nil
 	}
 	s.mu.Lock()
 	e := s.sock.pending[id]
 	if e == nil {
+		known := s.sock.sent[id]
 		s.mu.Unlock()
-		s.logf("ack for unknown or already acked envelope %s", id)
+		if !known {
+			s.protocolError(at, frame, "ack for envelope_id "+strconv.Quote(id)+", which was never sent")
+			return
+		}
+		s.logf("ack for already acked or timed-out envelope %s", id)
 		return
 	}
 	e.timer.Stop()
 	delete(s.sock.pending, id)
 	s.sock.acks = append(s.sock.acks, Ack{
 		EnvelopeID: id, Type: e.typ, Attempt: e.attempt,
-		Latency: time.Since(e.sentAt), Payload: payload,
+		Latency: at.Sub(e.sentAt), SentAt: e.sentAt, ReceivedAt: at, Payload: payload,
 	})
 	s.notifyLocked()
 	cb := e.onAck
@@ -277,14 +334,14 @@ func (s *Server) sendLocked(e *envelope) {
 		c := s.sock.conns[s.sock.rr%len(s.sock.conns)]
 		s.sock.rr++
 		select {
-		case c.send <- e.frame():
+		case c.send <- outFrame{b: e.frame(), env: e}:
 		default: // a client that does not read: drop it
 			s.removeConnLocked(c)
 			go c.close()
 			continue
 		}
-		e.sentAt = time.Now()
 		s.sock.pending[e.id] = e
+		s.sock.sent[e.id] = true
 		attempt := e.attempt
 		e.timer = time.AfterFunc(s.opts.AckTimeout, func() { s.ackTimeout(e.id, attempt) })
 		s.logf("sent %s envelope %s (attempt %d)", e.typ, e.id, e.attempt)
@@ -328,7 +385,7 @@ func (s *Server) DisconnectWithReason(reason string) {
 	defer s.mu.Unlock()
 	for _, c := range s.sock.conns {
 		select {
-		case c.send <- frame:
+		case c.send <- outFrame{b: frame}:
 		default:
 		}
 		time.AfterFunc(5*time.Second, c.close)
@@ -378,7 +435,8 @@ func (s *Server) Acks() []Ack {
 	return append([]Ack(nil), s.sock.acks...)
 }
 
-// AckLatencies returns, per ack received, how long the app took to ack.
+// AckLatencies returns, per ack received in arrival order, how long the app
+// took to ack, measured over the wire (see Ack.Latency).
 func (s *Server) AckLatencies() []time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -401,4 +459,13 @@ func (s *Server) Pending() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sock.pending) + len(s.sock.outbox)
+}
+
+// ProtocolErrors returns the frames the app sent that Slack's protocol has
+// no place for (see ProtocolError), in arrival order. A correct app leaves
+// it empty.
+func (s *Server) ProtocolErrors() []ProtocolError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]ProtocolError(nil), s.sock.errors...)
 }
