@@ -109,7 +109,13 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	if !o.noRBAC {
 		rbac = cat.RBAC
 	}
-	auth := commands.NewAuthorizer(rbac, platform)
+	// Chat group members are fetched now and every five minutes on the
+	// wall clock (not o.clock: tests count the engine's timers on theirs);
+	// a group that fails is logged and denies only what depends on it.
+	auth := commands.NewAuthorizer(rbac, commands.Directories{commands.PlatformSlack: platform}, commands.WithLogger(log))
+	rctx, cancelRefresh := context.WithTimeout(ctx, 30*time.Second)
+	_ = auth.Refresh(rctx) // failures are logged per group
+	cancelRefresh()
 	clock := o.clock
 	if clock == nil {
 		clock = engine.SystemClock{}
@@ -162,6 +168,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		store.Close()
 		return nil, err
 	}
+	go auth.Run(bg)
 	if fwd != nil {
 		go fwd.Serve(bg, eng)
 		go eng.Watch(bg, 5*time.Second)
