@@ -277,6 +277,9 @@ func (s *Server) respondLocked(r *responseURL, msg respMsg) *apiErr {
 }
 
 // handleResponseURL serves POST /hooks/{commands|actions}/… (response_url).
+// Like Slack, a response_url takes up to 5 posts within 30 minutes (on
+// Options.Now); later posts get 404 {"ok":false,"error":"used_url"} or
+// "expired_url".
 func (s *Server) handleResponseURL(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -296,7 +299,9 @@ func (s *Server) handleResponseURL(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case ru == nil:
 		e, status = &apiErr{code: "no_service"}, http.StatusNotFound
-	case ru.uses >= 5:
+	case s.now().Sub(ru.created) > responseURLTTL:
+		e, status = &apiErr{code: "expired_url"}, http.StatusNotFound
+	case ru.uses >= responseURLUses:
 		e, status = &apiErr{code: "used_url"}, http.StatusNotFound
 	case err != nil:
 		e, status = &apiErr{code: "invalid_payload"}, http.StatusBadRequest

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -232,4 +233,54 @@ func TestSubmitViewSelectShapes(t *testing.T) {
 		t.Fatalf("unfilled input %+v %v", r, ok)
 	}
 	h.waitFor("cleared", func() bool { v, _ := h.srv.View(resp.ID); return !v.Open })
+}
+
+func TestResponseURLBudget(t *testing.T) {
+	clk := newFakeClock()
+	h := start(t, Options{Now: clk.Now})
+	h.connect()
+	post := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(url, "application/json", strings.NewReader(`{"text":"update"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var body struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Error
+	}
+	command := func() string {
+		t.Helper()
+		if err := h.srv.SlashCommand(h.alice, h.ops, "status"); err != nil {
+			t.Fatal(err)
+		}
+		evt := h.waitEvent(socketmode.EventTypeSlashCommand)
+		_ = h.sm.Ack(*evt.Request)
+		return evt.Data.(slack.SlashCommand).ResponseURL
+	}
+
+	// Five uses, spread over 20 minutes, then it is used up.
+	url := command()
+	for i := range 5 {
+		if code, e := post(url); code != http.StatusOK {
+			t.Fatalf("use %d: %d %s", i+1, code, e)
+		}
+		clk.Advance(5 * time.Minute)
+	}
+	if code, e := post(url); code != http.StatusNotFound || e != "used_url" {
+		t.Fatalf("6th use: %d %q, want 404 used_url", code, e)
+	}
+	if n := len(h.srv.Ephemerals(h.alice)); n != 5 {
+		t.Fatalf("%d replies shown, want 5", n)
+	}
+
+	// Unused, but older than 30 minutes.
+	url = command()
+	clk.Advance(30*time.Minute + time.Second)
+	if code, e := post(url); code != http.StatusNotFound || e != "expired_url" {
+		t.Fatalf("after 30 minutes: %d %q, want 404 expired_url", code, e)
+	}
 }

@@ -23,26 +23,62 @@ type RateLimitOptions struct {
 	// Limits maps a Web API method name (or "incoming-webhook") to its
 	// bucket. Nil means DefaultLimits(); methods not listed are unlimited.
 	Limits map[string]Limit
+	// NonMarketplaceApp applies the limits Slack has given apps outside
+	// the Marketplace since 2025 on conversations.history and
+	// conversations.replies: about one request per minute. It is applied
+	// on top of Limits.
+	NonMarketplaceApp bool
 }
 
-// DefaultLimits returns Slack-like limits:
+// Slack's rate-limit tiers: calls per minute, per method, per workspace.
+// A tier allows its whole minute's quota as a burst (as Slack does: 130
+// concurrent chat.postEphemeral calls get 100 answers and 30 × 429), then
+// one call every minute/quota.
+var (
+	Tier1 = tier(1)
+	Tier2 = tier(20)
+	Tier3 = tier(50)
+	Tier4 = tier(100)
+)
+
+func tier(perMinute int) Limit {
+	return Limit{Burst: perMinute, Every: time.Minute / time.Duration(perMinute)}
+}
+
+// DefaultLimits returns Slack's documented limits for the methods the
+// emulator serves:
 //
-//   - chat.postMessage: about 1 message per second per channel, bursts of 5;
+//   - chat.postMessage (special): about 1 message per second per channel,
+//     with short bursts (5);
 //   - incoming-webhook: the same, per webhook channel;
-//   - chat.update: Tier 3, 50 per minute per workspace, bursts of 20;
-//   - chat.postEphemeral, views.open, views.update, users.info: Tier 4,
-//     100 per minute, bursts of 50.
+//   - Tier 2 (20/min): usergroups.list, usergroups.users.list, users.list,
+//     conversations.list;
+//   - Tier 3 (50/min): chat.update, chat.delete, reactions.add,
+//     conversations.info, conversations.open, conversations.history,
+//     conversations.replies, apps.connections.open;
+//   - Tier 4 (100/min): chat.postEphemeral, views.open, views.push,
+//     views.update, users.info;
+//   - unlimited: auth.test and chat.getPermalink (special), and
+//     response_url posts (limited to 5 uses in 30 minutes instead).
+//
+// Slack's workspace-wide cap on chat.postMessage ("several hundred per
+// minute") is not modelled.
 func DefaultLimits() map[string]Limit {
-	tier4 := Limit{Burst: 50, Every: 600 * time.Millisecond}
-	return map[string]Limit{
-		"chat.postMessage":   {Burst: 5, Every: time.Second, PerChannel: true},
-		"incoming-webhook":   {Burst: 5, Every: time.Second, PerChannel: true},
-		"chat.update":        {Burst: 20, Every: 1200 * time.Millisecond},
-		"chat.postEphemeral": tier4,
-		"views.open":         tier4,
-		"views.update":       tier4,
-		"users.info":         tier4,
+	out := map[string]Limit{
+		"chat.postMessage": {Burst: 5, Every: time.Second, PerChannel: true},
+		"incoming-webhook": {Burst: 5, Every: time.Second, PerChannel: true},
 	}
+	for tier, methods := range map[Limit][]string{
+		Tier2: {"usergroups.list", "usergroups.users.list", "users.list", "conversations.list"},
+		Tier3: {"chat.update", "chat.delete", "reactions.add", "conversations.info", "conversations.open",
+			"conversations.history", "conversations.replies", "apps.connections.open"},
+		Tier4: {"chat.postEphemeral", "views.open", "views.push", "views.update", "users.info"},
+	} {
+		for _, m := range methods {
+			out[m] = tier
+		}
+	}
+	return out
 }
 
 type bucket struct {
@@ -60,6 +96,15 @@ func newLimiter(o RateLimitOptions) *limiter {
 	l := &limiter{disabled: o.Disabled, limits: o.Limits, buckets: map[string]*bucket{}}
 	if l.limits == nil {
 		l.limits = DefaultLimits()
+	}
+	if o.NonMarketplaceApp {
+		lim := make(map[string]Limit, len(l.limits)+2)
+		for k, v := range l.limits {
+			lim[k] = v
+		}
+		lim["conversations.history"] = Tier1
+		lim["conversations.replies"] = Tier1
+		l.limits = lim
 	}
 	return l
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,7 +84,7 @@ func TestUpdateRateLimitTier3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 20 {
+	for i := range 50 {
 		if _, _, _, err := h.api.UpdateMessage(h.ops, ts, slack.MsgOptionText("v", false)); err != nil {
 			t.Fatalf("update %d: %v", i, err)
 		}
@@ -94,8 +95,113 @@ func TestUpdateRateLimitTier3(t *testing.T) {
 	if _, _, _, err := h.api.UpdateMessage(h.ops, ts, slack.MsgOptionText("v", false)); err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := h.srv.Message(h.ops, ts); m.Edits != 21 {
+	if m, _ := h.srv.Message(h.ops, ts); m.Edits != 51 {
 		t.Fatalf("edits = %d", m.Edits)
+	}
+}
+
+// callAPI posts a form to a Web API method and returns the HTTP status and
+// the Retry-After header.
+func (h *harness) callAPI(method string, form url.Values) (int, string) {
+	h.t.Helper()
+	form.Set("token", h.srv.BotToken())
+	resp, err := http.PostForm(h.srv.APIURL()+method, form)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+func TestTierLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		method     string
+		form       url.Values
+		burst      int
+		retryAfter string // after the burst, on a stopped clock
+		refill     time.Duration
+	}{
+		{"tier 2", "usergroups.users.list", url.Values{"usergroup": {"S0NOTHING1"}}, 20, "3", 3 * time.Second},
+		{"tier 2 list", "usergroups.list", url.Values{}, 20, "3", 3 * time.Second},
+		{"tier 3", "conversations.info", url.Values{"channel": {"ops"}}, 50, "2", 1200 * time.Millisecond},
+		{"tier 4", "users.info", url.Values{"user": {"U0BOTUSER01"}}, 100, "1", 600 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock()
+			h := start(t, Options{Now: clk.Now})
+			for i := range tc.burst {
+				if code, _ := h.callAPI(tc.method, tc.form); code != http.StatusOK {
+					t.Fatalf("call %d of the burst: HTTP %d", i+1, code)
+				}
+			}
+			code, ra := h.callAPI(tc.method, tc.form)
+			if code != http.StatusTooManyRequests || ra != tc.retryAfter {
+				t.Fatalf("call %d: HTTP %d Retry-After %q, want 429 %s", tc.burst+1, code, ra, tc.retryAfter)
+			}
+			clk.Advance(tc.refill)
+			if code, _ := h.callAPI(tc.method, tc.form); code != http.StatusOK {
+				t.Fatalf("after %v: HTTP %d, want one call allowed", tc.refill, code)
+			}
+			if code, _ := h.callAPI(tc.method, tc.form); code != http.StatusTooManyRequests {
+				t.Fatalf("a second call after %v: HTTP %d, want 429", tc.refill, code)
+			}
+		})
+	}
+}
+
+func TestConcurrentEphemeralsBeyondTier4(t *testing.T) {
+	// 130 concurrent chat.postEphemeral calls: Slack answers 100 and
+	// rate-limits 30 (the figure seen with a real workspace in issue 10).
+	clk := newFakeClock()
+	h := start(t, Options{Now: clk.Now})
+	var wg sync.WaitGroup
+	errs := make(chan error, 130)
+	for range 130 {
+		wg.Go(func() {
+			_, err := h.api.PostEphemeral(h.ops, h.alice, slack.MsgOptionText("help", false))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	ok, limited := 0, 0
+	for err := range errs {
+		var rl *slack.RateLimitedError
+		switch {
+		case err == nil:
+			ok++
+		case errors.As(err, &rl):
+			limited++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if ok != 100 || limited != 30 || len(h.srv.Ephemerals(h.alice)) != 100 {
+		t.Fatalf("%d answered, %d rate-limited, %d shown; want 100, 30, 100", ok, limited, len(h.srv.Ephemerals(h.alice)))
+	}
+}
+
+func TestNonMarketplaceReadLimits(t *testing.T) {
+	clk := newFakeClock()
+	h := start(t, Options{Now: clk.Now, RateLimit: RateLimitOptions{NonMarketplaceApp: true}})
+	_, ts, err := h.api.PostMessage(h.ops, slack.MsgOptionText("root", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"channel": {h.ops}, "ts": {ts}}
+	if code, _ := h.callAPI("conversations.replies", form); code != http.StatusOK {
+		t.Fatalf("first read: HTTP %d", code)
+	}
+	if code, ra := h.callAPI("conversations.replies", form); code != http.StatusTooManyRequests || ra != "60" {
+		t.Fatalf("second read within a minute: HTTP %d Retry-After %q, want 429 60", code, ra)
+	}
+	if code, _ := h.callAPI("conversations.history", form); code != http.StatusOK {
+		t.Fatalf("history has its own bucket: HTTP %d", code)
+	}
+	// The other limits stay the defaults.
+	if code, _ := h.callAPI("conversations.info", url.Values{"channel": {h.ops}}); code != http.StatusOK {
+		t.Fatalf("conversations.info: HTTP %d", code)
 	}
 }
 

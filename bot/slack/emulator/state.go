@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // User is a workspace member known to the emulator.
@@ -117,7 +118,14 @@ type responseURL struct {
 	user, channel, msgTS, threadTS string
 	ephemeral                      bool
 	uses                           int
+	created                        time.Time
 }
+
+// Slack's documented response_url budget: up to 5 uses within 30 minutes.
+const (
+	responseURLUses = 5
+	responseURLTTL  = 30 * time.Minute
+)
 
 // newID mints an ID in Slack's shape: a prefix letter and 10 base-36 chars.
 // Caller holds s.mu.
@@ -172,6 +180,7 @@ func (s *Server) newTriggerID(user string) string {
 func (s *Server) newResponseURL(kind string, r *responseURL) string {
 	key := fmt.Sprintf("%s/%s/%d/%s", kind, s.opts.TeamID, 1000000000+s.seq, randHex(24))
 	s.seq++
+	r.created = s.now()
 	s.responseURLs[key] = r
 	return s.url + "hooks/" + key
 }

@@ -89,6 +89,7 @@ func init() {
 		"usergroups.list":       bot((*Server).apiUserGroupsList),
 		"usergroups.users.list": bot((*Server).apiUserGroupsUsersList),
 		"conversations.info":    bot((*Server).apiConversationsInfo),
+		"conversations.list":    bot((*Server).apiConversationsList),
 		"conversations.open":    bot((*Server).apiConversationsOpen),
 		"conversations.history": bot((*Server).apiConversationsHistory),
 		"conversations.replies": bot((*Server).apiConversationsReplies),

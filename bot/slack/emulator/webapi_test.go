@@ -127,6 +127,11 @@ func TestLookups(t *testing.T) {
 	}
 	_, err = h.api.GetConversationInfo(&slack.GetConversationInfoInput{ChannelID: "C404"})
 	wantErrCode(t, err, "channel_not_found")
+	h.srv.DMChannelID(h.alice) // a DM is not a public channel
+	chans, next, err := h.api.GetConversations(&slack.GetConversationsParameters{ExcludeArchived: true, Limit: 200})
+	if err != nil || next != "" || len(chans) != 1 || chans[0].ID != h.ops || chans[0].Name != "ops" {
+		t.Fatalf("conversations.list %+v %q %v", chans, next, err)
+	}
 	if h.srv.ChannelID("#ops") != h.ops || h.srv.ChannelID("ops") != h.ops || h.srv.ChannelID(h.ops) != h.ops || h.srv.ChannelID("nope") != "" {
 		t.Fatal("ChannelID resolution")
 	}
