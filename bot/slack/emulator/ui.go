@@ -28,19 +28,24 @@ func (s *Server) handleUIPage(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// uiMessage is a message as the page shows it. HTML is Text rendered as
+// Slack renders mrkdwn; Blocks and Attachments carry their renderings too
+// (see htmlBlocks, htmlAttachments).
 type uiMessage struct {
-	TS          string          `json:"ts"`
-	ThreadTS    string          `json:"thread_ts,omitempty"`
-	User        string          `json:"user,omitempty"`
-	Author      string          `json:"author"`
-	IsBot       bool            `json:"is_bot"`
-	Text        string          `json:"text"`
-	Blocks      json.RawMessage `json:"blocks,omitempty"`
-	Attachments json.RawMessage `json:"attachments,omitempty"`
-	Edits       int             `json:"edits"`
-	Reactions   map[string]int  `json:"reactions,omitempty"`
-	Replies     []uiMessage     `json:"replies,omitempty"`
-	Ephemeral   bool            `json:"ephemeral,omitempty"`
+	TS            string          `json:"ts"`
+	ThreadTS      string          `json:"thread_ts,omitempty"`
+	User          string          `json:"user,omitempty"`
+	Author        string          `json:"author"`
+	IsBot         bool            `json:"is_bot"`
+	Text          string          `json:"text"`
+	HTML          string          `json:"html"`
+	Blocks        json.RawMessage `json:"blocks,omitempty"`
+	Attachments   json.RawMessage `json:"attachments,omitempty"`
+	Edits         int             `json:"edits"`
+	Reactions     map[string]int  `json:"reactions,omitempty"`
+	ReactionsHTML string          `json:"reactions_html,omitempty"`
+	Replies       []uiMessage     `json:"replies,omitempty"`
+	Ephemeral     bool            `json:"ephemeral,omitempty"`
 }
 
 type uiView struct {
@@ -63,15 +68,18 @@ func (s *Server) uiStateLocked() map[string]any {
 		}
 		return m.User, m.BotID != ""
 	}
+	dir := s.directoryLocked()
 	conv := func(m *Message) uiMessage {
 		a, bot := author(m)
 		um := uiMessage{TS: m.TS, ThreadTS: m.ThreadTS, User: m.User, Author: a, IsBot: bot, Text: m.Text,
-			Blocks: m.Blocks, Attachments: m.Attachments, Edits: m.Edits}
+			HTML: renderMrkdwn(m.Text, dir), Blocks: htmlBlocks(m.Blocks, dir),
+			Attachments: htmlAttachments(m.Attachments, dir), Edits: m.Edits}
 		if len(m.Reactions) > 0 {
 			um.Reactions = map[string]int{}
 			for k, v := range m.Reactions {
 				um.Reactions[k] = len(v)
 			}
+			um.ReactionsHTML = htmlReactions(m.Reactions)
 		}
 		return um
 	}
@@ -103,7 +111,8 @@ func (s *Server) uiStateLocked() map[string]any {
 		for _, e := range list {
 			eph[user] = append(eph[user], map[string]any{
 				"channel": e.Channel, "ts": e.TS, "thread_ts": e.ThreadTS, "text": e.Text,
-				"blocks": e.Blocks, "attachments": e.Attachments,
+				"html": renderMrkdwn(e.Text, dir), "blocks": htmlBlocks(e.Blocks, dir),
+				"attachments": htmlAttachments(e.Attachments, dir),
 			})
 		}
 	}
@@ -111,7 +120,7 @@ func (s *Server) uiStateLocked() map[string]any {
 	for _, id := range s.viewOrder {
 		v := s.views[id]
 		if v.Open {
-			views = append(views, uiView{ID: v.ID, User: v.User, Open: v.Open, Hash: v.Hash, Errors: v.Errors, View: v.JSON})
+			views = append(views, uiView{ID: v.ID, User: v.User, Open: v.Open, Hash: v.Hash, Errors: v.Errors, View: htmlBlocks(v.JSON, dir)})
 		}
 	}
 	return map[string]any{
@@ -119,7 +128,8 @@ func (s *Server) uiStateLocked() map[string]any {
 		"users": users, "channels": chans, "ephemerals": eph, "views": views,
 		"connections": len(s.sock.conns), "pending": len(s.sock.pending) + len(s.sock.outbox),
 		"acks": len(s.sock.acks), "timeouts": s.sock.timeouts, "rate_limited": s.rateLimited,
-		"rate_limiting": !s.limiter.disabled, "webhooks": len(s.webhookOrder),
+		"protocol_errors": len(s.sock.errors),
+		"rate_limiting":   !s.limiter.disabled, "webhooks": len(s.webhookOrder),
 	}
 }
 

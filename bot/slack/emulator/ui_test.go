@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -174,5 +177,102 @@ func TestPlaygroundHelpers(t *testing.T) {
 	if resp, err := http.Get(srv.URL()); err == nil {
 		_ = resp.Body.Close()
 		t.Fatal("server still serving after ctx was cancelled")
+	}
+}
+
+func TestUIStateCarriesSlackRendering(t *testing.T) {
+	h := start(t, Options{})
+	gid := h.srv.AddUserGroup(UserGroup{Handle: "oncall", Members: []string{h.bob}})
+	button := slack.NewButtonBlockElement("approve", "x", slack.NewTextBlockObject("plain_text", ":white_check_mark: Approve", true, false))
+	_, ts, err := h.api.PostMessage(h.ops,
+		slack.MsgOptionText(":gear: *restart* by <@"+h.alice+"> in <#"+h.ops+">", false),
+		slack.MsgOptionBlocks(
+			slack.NewSectionBlock(mrkdwn(":hourglass_flowing_sand: waiting for <!subteam^"+gid+">"), nil, nil),
+			slack.NewActionBlock("act", button),
+		),
+		slack.MsgOptionAttachments(slack.Attachment{Title: ":x: failed", Text: "_step_ `restart`",
+			Fields: []slack.AttachmentField{{Title: "by", Value: "<@" + h.bob + ">"}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.api.PostMessage(h.ops, slack.MsgOptionText("~old~ a &lt; b", false), slack.MsgOptionTS(ts)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.api.AddReaction("eyes", slack.ItemRef{Channel: h.ops, Timestamp: ts}); err != nil {
+		t.Fatal(err)
+	}
+
+	resp, err := http.Get(h.srv.URL() + "emu/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var st struct {
+		Channels []struct {
+			Messages []uiMessage `json:"messages"`
+		} `json:"channels"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	m := st.Channels[0].Messages[0]
+	var blocks []struct {
+		Text     struct{ HTML string } `json:"text"`
+		Elements []struct {
+			Text struct{ HTML string } `json:"text"`
+		} `json:"elements"`
+	}
+	var atts []struct {
+		HTMLTitle string `json:"html_title"`
+		HTMLText  string `json:"html_text"`
+		Fields    []struct {
+			HTMLValue string `json:"html_value"`
+		} `json:"fields"`
+	}
+	if err := json.Unmarshal(m.Blocks, &blocks); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(m.Attachments, &atts); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ where, got, want string }{
+		{"text", m.HTML, `<span class="emoji" title=":gear:">⚙️</span> <b>restart</b> by <span class="mention">@alice</span> in <span class="mention">#ops</span>`},
+		{"section", blocks[0].Text.HTML, `<span class="emoji" title=":hourglass_flowing_sand:">⏳</span> waiting for <span class="mention">@oncall</span>`},
+		{"button", blocks[1].Elements[0].Text.HTML, `<span class="emoji" title=":white_check_mark:">✅</span> Approve`},
+		{"attachment title", atts[0].HTMLTitle, `<span class="emoji" title=":x:">❌</span> failed`},
+		{"attachment text", atts[0].HTMLText, `<i>step</i> <code>restart</code>`},
+		{"attachment field", atts[0].Fields[0].HTMLValue, `<span class="mention">@bob</span>`},
+		{"reply", m.Replies[0].HTML, `<s>old</s> a &lt; b`},
+		{"reactions", m.ReactionsHTML, `<span class="emoji" title=":eyes:">👀</span> 1`},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.where, c.got, c.want)
+		}
+	}
+}
+
+func TestPageScriptParses(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed")
+	}
+	h := start(t, Options{})
+	resp, err := http.Get(h.srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	_, script, ok := strings.Cut(string(page), "<script>")
+	script, _, ok2 := strings.Cut(script, "</script>")
+	if !ok || !ok2 {
+		t.Fatal("no <script> in the page")
+	}
+	file := filepath.Join(t.TempDir(), "page.js")
+	if err := os.WriteFile(file, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(node, "--check", file).CombinedOutput(); err != nil {
+		t.Fatalf("the page's script does not parse: %v\n%s", err, out)
 	}
 }
