@@ -56,21 +56,33 @@ func (s *Server) SeedDemo() Demo {
 	return d
 }
 
-// AlertmanagerPayload builds the JSON Alertmanager's slack_configs send with
-// the default templates for one alert: empty text, everything in
-// attachments[0] (title "[FIRING:1] name (label values)" or
-// "[RESOLVED] …", title_link, fallback, colour danger/good).
+// AlertmanagerPayload builds the JSON Alertmanager's slack_configs send
+// for one alert with the receiver the README recommends: the default
+// title ("[FIRING:1] <alertname> (<other label values, by label name>)" or
+// "[RESOLVED] …"), title_link, fallback and colour (danger/good), and, as
+// the attachment text, the README's label template
+//
+//	text: '{{ range .Alerts }}*Alert:* {{ .Labels.alertname }}{{ "\n" }}{{ range .Labels.SortedPairs }} • *{{ .Name }}:* `{{ .Value }}`{{ "\n" }}{{ end }}{{ end }}'
+//
+// so the bot can read label names. The message text is empty, as
+// Alertmanager leaves it. The route is taken to group by alertname.
 func AlertmanagerPayload(alertName string, labels map[string]string, firing bool) []byte {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
+	all := map[string]string{"alertname": alertName}
+	for k, v := range labels {
 		if k != "alertname" {
-			keys = append(keys, k)
+			all[k] = v
 		}
 	}
-	sort.Strings(keys)
-	vals := make([]string, 0, len(keys))
-	for _, k := range keys {
-		vals = append(vals, labels[k])
+	others := make([]string, 0, len(all)) // sorted by name, as Alertmanager's SortedPairs
+	for k := range all {
+		if k != "alertname" {
+			others = append(others, k)
+		}
+	}
+	sort.Strings(others)
+	vals := make([]string, 0, len(others))
+	for _, k := range others {
+		vals = append(vals, all[k])
 	}
 	title := "[FIRING:1] " + alertName
 	color := "danger"
@@ -80,17 +92,32 @@ func AlertmanagerPayload(alertName string, labels map[string]string, firing bool
 	if len(vals) > 0 {
 		title += " (" + strings.Join(vals, " ") + ")"
 	}
+	var text strings.Builder
+	text.WriteString("*Alert:* " + alertName + "\n")
+	for _, k := range append([]string{"alertname"}, others...) { // SortedPairs: alertname first
+		text.WriteString(" • *" + k + ":* `" + all[k] + "`\n")
+	}
 	link := "http://alertmanager.local:9093/#/alerts?receiver=slack"
 	return mustJSON(map[string]any{
 		"channel": "", "username": "Alertmanager", "icon_emoji": "", "icon_url": "",
 		"link_names": false, "text": "",
 		"attachments": []map[string]any{{
-			"title": title, "title_link": link, "pretext": "", "text": "",
+			"title": title, "title_link": link, "pretext": "", "text": text.String(),
 			"fallback": title + " | " + link, "callback_id": "", "footer": "",
 			"color": color, "mrkdwn_in": []string{"fallback", "pretext", "text"},
 		}},
 	})
 }
+
+// DemoAlert is the alert the playground's Fire button fires by default;
+// runbooks/mappings.yaml maps it to the example-echo runbook, which needs
+// no cluster, with autoTrigger, so firing it starts a run in the alert's
+// thread.
+const DemoAlert = "RunbookbotDemoAlert"
+
+// DemoAlertLabels are the labels the playground fires DemoAlert with, as
+// the page's label field shows them.
+const DemoAlertLabels = "service=checkout environment=staging"
 
 // FireAlert posts AlertmanagerPayload through the first registered webhook
 // (see AddWebhook / SeedDemo), as Alertmanager would.

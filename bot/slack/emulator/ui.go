@@ -25,6 +25,7 @@ func (s *Server) handleUIPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = uiTemplate.Execute(w, map[string]any{
 		"Team": s.opts.TeamName, "Command": s.opts.Command, "Bot": s.opts.BotName,
+		"Alert": DemoAlert, "AlertLabels": DemoAlertLabels,
 	})
 }
 
