@@ -30,26 +30,59 @@ func Run(ctx context.Context, o Options) (*Server, error) {
 // Demo lists what SeedDemo created.
 type Demo struct {
 	Users        map[string]string // name → ID: alice, bob, carol
-	Groups       map[string]string // handle → ID: oncall, sre
+	Groups       map[string]string // handle → ID: the user groups runbooks/rbac.yaml names
 	Channels     map[string]string // name → ID: ops, alerts
 	AlertWebhook string            // webhook URL posting into #alerts
 }
 
+// demoGroups are the Slack user groups SeedDemo creates, by handle, with
+// their members (user names).
+var demoGroups = []struct {
+	handle, name string
+	members      []string
+}{
+	{"engineering", "Engineering", []string{"alice", "bob", "carol"}},
+	{"oncall", "On-call (primary)", []string{"alice", "bob"}},
+	{"oncall-secondary", "On-call (secondary)", []string{"carol"}},
+	{"sre", "SRE", []string{"carol"}},
+	{"sre-leads", "SRE leads", []string{"carol"}},
+	{"platform", "Platform", []string{"bob"}},
+	{"eng-managers", "Engineering managers", []string{"carol"}},
+	{"eng-directors", "Engineering directors", nil},
+}
+
 // SeedDemo adds a small workspace for the playground: users alice, bob and
-// carol, user groups @oncall (alice, bob) and @sre (all), channels #ops and
-// #alerts, and an incoming webhook into #alerts for Alertmanager. Call it
-// after Start.
+// carol, channels #ops and #alerts, an incoming webhook into #alerts for
+// Alertmanager, and a Slack user group for every handle runbooks/rbac.yaml
+// names, so `runbookbot dev --rbac` works with the playground's users:
+//
+//   - alice (@engineering, @oncall): runbook-viewer, runbook-operator
+//     (oncall-engineers); approves as oncall-primary.
+//   - bob (@engineering, @oncall, @platform): runbook-viewer,
+//     runbook-operator, runbook-author (platform-team); approves as
+//     oncall-primary and platform-team.
+//   - carol (@engineering, @sre, @sre-leads, @oncall-secondary,
+//     @eng-managers): runbook-operator and runbook-author (sre-team),
+//     runbook-admin and emergency bypass (sre-lead); escalations reach
+//     her as oncall-secondary and engineering-manager.
+//
+// @eng-directors exists with no members. Call SeedDemo after Start.
 func (s *Server) SeedDemo() Demo {
 	d := Demo{Users: map[string]string{}, Groups: map[string]string{}, Channels: map[string]string{}}
 	for _, u := range []User{
-		{Name: "alice", RealName: "Alice Admin", Email: "alice@example.com", IsAdmin: true},
-		{Name: "bob", RealName: "Bob Builder", Email: "bob@example.com"},
-		{Name: "carol", RealName: "Carol Oncall", Email: "carol@example.com"},
+		{Name: "alice", RealName: "Alice Operator", Email: "alice@example.com", IsAdmin: true},
+		{Name: "bob", RealName: "Bob Oncall", Email: "bob@example.com"},
+		{Name: "carol", RealName: "Carol Lead", Email: "carol@example.com"},
 	} {
 		d.Users[u.Name] = s.AddUser(u)
 	}
-	d.Groups["oncall"] = s.AddUserGroup(UserGroup{Handle: "oncall", Name: "On-call", Members: []string{d.Users["alice"], d.Users["bob"]}})
-	d.Groups["sre"] = s.AddUserGroup(UserGroup{Handle: "sre", Name: "SRE", Members: []string{d.Users["alice"], d.Users["bob"], d.Users["carol"]}})
+	for _, g := range demoGroups {
+		var ids []string
+		for _, name := range g.members {
+			ids = append(ids, d.Users[name])
+		}
+		d.Groups[g.handle] = s.AddUserGroup(UserGroup{Handle: g.handle, Name: g.name, Members: ids})
+	}
 	d.Channels["ops"] = s.AddChannel("ops")
 	d.Channels["alerts"] = s.AddChannel("alerts")
 	d.AlertWebhook = s.AddWebhook("", "alerts")
