@@ -47,6 +47,10 @@ type Call struct {
 	Eval func(ctx context.Context, c *Condition) (bool, error)
 	// DryRun is set when the call is a plan, not an execution.
 	DryRun bool
+	// Started is when the step first started: earlier than now when a
+	// restart interrupted it and it runs again, so waits resume with the
+	// time they have left.
+	Started time.Time
 	// Redact masks the execution's secrets in text that leaves the engine
 	// (a notification's message).
 	Redact func(string) string
@@ -87,6 +91,10 @@ type ActionSpec struct {
 	Estimate func(step *Step) time.Duration
 	// Mutating actions change outside systems; dry runs never call them.
 	Mutating bool
+	// Idempotent actions are safe to repeat (waits, checks, logging): a
+	// step interrupted by a restart is run again even when the runbook does
+	// not mark it idempotent.
+	Idempotent bool
 	// Validate checks params beyond Required at lint time.
 	Validate func(step *Step) error
 }
@@ -99,9 +107,10 @@ type ResolveFunc func(ctx context.Context, members []string, vars map[string]any
 // Registry holds the step actions, template filters and live-data resolvers
 // a catalog can use.
 type Registry struct {
-	actions   map[string]ActionSpec
-	filters   map[string]FilterFunc
-	resolvers map[string]ResolveFunc
+	actions     map[string]ActionSpec
+	filters     map[string]FilterFunc
+	resolvers   map[string]ResolveFunc
+	unavailable map[string]string
 }
 
 // NewRegistry returns a registry with the built-in filters and no actions.
@@ -120,6 +129,26 @@ func (r *Registry) Filter(name string, f FilterFunc) { r.filters[name] = f }
 
 // Resolver adds or replaces the live-data source for a root name.
 func (r *Registry) Resolver(root string, f ResolveFunc) { r.resolvers[root] = f }
+
+// Unavailable records why a live root has no resolver in this
+// configuration and what would provide it ("set PROMETHEUS_URL …"); lint
+// quotes it when a runbook reads the root.
+func (r *Registry) Unavailable(root, how string) {
+	if r.unavailable == nil {
+		r.unavailable = map[string]string{}
+	}
+	r.unavailable[root] = how
+}
+
+// Answers reports whether a resolver is registered for root.
+func (r *Registry) Answers(root string) bool { return r.resolvers[root] != nil }
+
+func (r *Registry) answerHint(root string) string {
+	if h := r.unavailable[root]; h != "" {
+		return h
+	}
+	return "register an integration that provides " + root + " (see README: integrations)"
+}
 
 // Lookup finds the action for a step.
 func (r *Registry) Lookup(typ, action string) (ActionSpec, bool) {

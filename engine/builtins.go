@@ -38,7 +38,7 @@ var ErrConditionTimeout = errors.New("condition not met before timeout")
 // be nil to only record the message) and log/echo for tests and demos.
 func RegisterBuiltins(r *Registry, n Notifier) {
 	r.Register(ActionSpec{
-		Type: "wait", Action: "until", Run: ActionFunc(waitUntil),
+		Type: "wait", Action: "until", Run: ActionFunc(waitUntil), Idempotent: true,
 		Required: []string{"condition"}, Conditions: []string{"condition"},
 		Estimate: func(s *Step) time.Duration {
 			d, _ := ParseDuration(Stringify(s.Params.Values["timeout"]))
@@ -46,14 +46,14 @@ func RegisterBuiltins(r *Registry, n Notifier) {
 		},
 	})
 	r.Register(ActionSpec{
-		Type: "wait", Action: "sleep", Run: ActionFunc(waitSleep), Required: []string{"duration"},
+		Type: "wait", Action: "sleep", Run: ActionFunc(waitSleep), Required: []string{"duration"}, Idempotent: true,
 		Estimate: func(s *Step) time.Duration {
 			d, _ := ParseDuration(Stringify(s.Params.Values["duration"]))
 			return d
 		},
 	})
 	r.Register(ActionSpec{
-		Type: "schedule", Action: "isWithinWindow", Run: ActionFunc(withinWindow), Required: []string{"windows"},
+		Type: "schedule", Action: "isWithinWindow", Run: ActionFunc(withinWindow), Required: []string{"windows"}, Idempotent: true,
 		Validate: func(s *Step) error {
 			_, err := parseWindows(s.Params.Values["windows"])
 			return err
@@ -90,7 +90,7 @@ func RegisterBuiltins(r *Registry, n Notifier) {
 		Estimate: func(*Step) time.Duration { return time.Second },
 	})
 	echo := ActionSpec{
-		Type: "log", Action: "*", Run: ActionFunc(echoAction),
+		Type: "log", Action: "*", Run: ActionFunc(echoAction), Idempotent: true,
 		Estimate: func(*Step) time.Duration { return time.Second },
 	}
 	r.Register(echo)
@@ -135,13 +135,21 @@ func waitUntil(ctx context.Context, c *Call) (Result, error) {
 		poll = 5 * time.Second
 	}
 	start := c.Clock.Now()
-	deadline := c.Clock.NewTimer(timeout)
+	if !c.Started.IsZero() && c.Started.Before(start) {
+		start = c.Started // resumed after a restart: the timeout counts from the first start
+	}
+	deadline := c.Clock.NewTimer(max(timeout-c.Clock.Now().Sub(start), 0))
 	defer deadline.Stop()
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		ok, err := c.Eval(ctx, cond)
 		if err == nil && ok {
 			return Result{Output: map[string]any{"attempts": attempt, "waitedSeconds": c.Clock.Now().Sub(start).Seconds()}}, nil
+		}
+		if err != nil && !IsTransient(err) {
+			// Waiting cannot change the answer (nothing provides the data,
+			// or the condition itself is broken): fail now.
+			return Result{Output: map[string]any{"attempts": attempt}}, fmt.Errorf("condition %s cannot be checked: %w", cond.Source, err)
 		}
 		lastErr = err
 		tick := c.Clock.NewTimer(poll)
@@ -161,12 +169,38 @@ func waitUntil(ctx context.Context, c *Call) (Result, error) {
 	}
 }
 
+// liveDataError is a failure to fetch live data (a cluster or Prometheus
+// that did not answer): trying again later may succeed.
+type liveDataError struct {
+	root string
+	err  error
+}
+
+func (e *liveDataError) Error() string { return "reading " + e.root + ": " + e.err.Error() }
+func (e *liveDataError) Unwrap() error { return e.err }
+
+// IsTransient reports whether err is a failure to reach live data that a
+// later attempt may overcome, as opposed to a condition that cannot be
+// answered at all (no integration provides its data, or it does not
+// evaluate).
+func IsTransient(err error) bool {
+	var l *liveDataError
+	return errors.As(err, &l)
+}
+
 func waitSleep(ctx context.Context, c *Call) (Result, error) {
 	d, err := c.Duration("duration", 0)
 	if err != nil {
 		return Result{}, err
 	}
-	t := c.Clock.NewTimer(d)
+	left := d
+	if !c.Started.IsZero() {
+		left = d - c.Clock.Now().Sub(c.Started) // resumed: sleep only what is left
+	}
+	if left <= 0 {
+		return Result{Output: map[string]any{"sleptSeconds": d.Seconds()}}, nil
+	}
+	t := c.Clock.NewTimer(left)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -43,11 +46,17 @@ func CompileCondition(src string) (*Condition, error) {
 
 func compileExpr(src string, asBool bool) (*Condition, error) {
 	code := rewriteShorthands(src)
+	if len(code) > MaxExprLen {
+		return nil, fmt.Errorf("is %d characters long; an expression may have at most %d", len(code), MaxExprLen)
+	}
 	tree, err := parser.Parse(code)
 	if err != nil {
 		return nil, fmt.Errorf("does not compile: %s", firstLine(err.Error()))
 	}
-	opts := []expr.Option{expr.AllowUndefinedVariables()}
+	if err := checkBounded(tree.Node); err != nil {
+		return nil, err
+	}
+	opts := []expr.Option{expr.AllowUndefinedVariables(), expr.MaxNodes(MaxExprNodes), expr.Patch(guardPatch{})}
 	if asBool {
 		opts = append(opts, expr.AsBool())
 	}
@@ -68,9 +77,16 @@ func firstLine(s string) string {
 // Refs lists the names the condition reads.
 func (c *Condition) Refs() []Ref { return c.refs }
 
-// Eval runs the condition against env.
+// Eval runs the condition against env under the default time limit
+// (EvalLimit).
 func (c *Condition) Eval(env map[string]any) (bool, error) {
-	out, err := c.Value(env)
+	return c.EvalContext(context.Background(), env)
+}
+
+// EvalContext runs the condition against env. It stops with an error when
+// ctx ends or EvalLimit passes, whichever comes first.
+func (c *Condition) EvalContext(ctx context.Context, env map[string]any) (bool, error) {
+	out, err := c.ValueContext(ctx, env)
 	if err != nil {
 		return false, err
 	}
@@ -81,11 +97,103 @@ func (c *Condition) Eval(env map[string]any) (bool, error) {
 	return b, nil
 }
 
-// Value runs the program and returns its result.
-func (c *Condition) Value(env map[string]any) (out any, err error) {
+// Value runs the program under the default time limit and returns its
+// result.
+func (c *Condition) Value(env map[string]any) (any, error) {
+	return c.ValueContext(context.Background(), env)
+}
+
+// Limits on expressions. A program longer or larger than these is refused
+// when it is compiled; one that runs longer than its step's remaining time
+// (or EvalLimit, when that is shorter) is stopped with an error.
+var (
+	MaxExprLen        = 4096
+	MaxExprNodes uint = 1000
+	MaxRangeLen       = 10000
+	EvalLimit         = 5 * time.Second
+)
+
+// guardName is the function the compiler's patch wraps every predicate body
+// with (the bodies of all, map, filter, reduce …: the only loops expr has),
+// so a long-running program notices its deadline.
+const guardName = "__runbookbot_guard"
+
+type guardPatch struct{}
+
+func (guardPatch) Visit(n *ast.Node) {
+	if p, ok := (*n).(*ast.PredicateNode); ok {
+		if call, ok := p.Node.(*ast.CallNode); ok {
+			if id, ok := call.Callee.(*ast.IdentifierNode); ok && id.Value == guardName {
+				return
+			}
+		}
+		p.Node = &ast.CallNode{Callee: &ast.IdentifierNode{Value: guardName}, Arguments: []ast.Node{p.Node}}
+	}
+}
+
+// errEvalDeadline stops a program at its deadline.
+var errEvalDeadline = errors.New("ran out of time")
+
+// checkBounded refuses constant ranges too long to be meant (1..100000).
+func checkBounded(root ast.Node) error {
+	var err error
+	ast.Walk(&root, visitorFunc(func(n *ast.Node) {
+		b, ok := (*n).(*ast.BinaryNode)
+		if !ok || b.Operator != ".." || err != nil {
+			return
+		}
+		lo, ok1 := b.Left.(*ast.IntegerNode)
+		hi, ok2 := b.Right.(*ast.IntegerNode)
+		if ok1 && ok2 && hi.Value-lo.Value+1 > MaxRangeLen {
+			err = fmt.Errorf("range %d..%d has %d elements; at most %d are allowed", lo.Value, hi.Value, hi.Value-lo.Value+1, MaxRangeLen)
+		}
+	}))
+	return err
+}
+
+// ValueContext runs the program and returns its result, stopping with an
+// error when ctx ends or EvalLimit passes. env gains the guard function.
+func (c *Condition) ValueContext(ctx context.Context, env map[string]any) (out any, err error) {
+	limit := EvalLimit
+	deadline := time.Now().Add(limit)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if env == nil {
+		env = map[string]any{}
+	}
+	done := ctx.Done()
+	n := 0
+	env[guardName] = func(v any) any {
+		n++
+		if n&63 == 0 || n < 64 {
+			select {
+			case <-done:
+				panic(errEvalDeadline)
+			default:
+			}
+			if time.Now().After(deadline) {
+				panic(errEvalDeadline)
+			}
+		}
+		return v
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("evaluating %q: %v", c.Source, r)
+		}
+		if err != nil && (errors.Is(err, errEvalDeadline) || strings.Contains(err.Error(), errEvalDeadline.Error())) {
+			why := fmt.Sprintf("the %s limit", limit)
+			if ctx.Err() != nil {
+				why = "its step's time limit"
+				if cause := context.Cause(ctx); cause != nil {
+					why += " (" + cause.Error() + ")"
+				}
+			} else if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+				why = "its step's time limit"
+			}
+			err = fmt.Errorf("evaluating %q: stopped: it ran longer than %s", c.Source, why)
+			out = nil
 		}
 	}()
 	out, err = expr.Run(c.program, env)

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"reflect"
 	"sort"
 	"strconv"
@@ -16,6 +18,9 @@ type Pos struct {
 	Line, Col int
 	fields    map[string]Pos
 }
+
+// Has reports whether key was written.
+func (p Pos) Has(key string) bool { _, ok := p.fields[key]; return ok }
 
 // Of returns the position of the value of key, or p itself when unknown.
 func (p Pos) Of(key string) Pos {
@@ -423,10 +428,64 @@ func walkStrings(n *yaml.Node, path string, f func(path, s string, pos Pos), bud
 }
 
 // decodeFile parses YAML bytes into v strictly, returning every problem.
+// MaxFileSize is the largest runbook or config file loaded.
+var MaxFileSize = 1 << 20
+
+func byteSize(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// docStart returns the line of the "---" marker that starts the n-th YAML
+// document (from 1) of data.
+func docStart(data []byte, n int) int {
+	docs := 0
+	for i, l := range bytes.Split(data, []byte("\n")) {
+		t := bytes.TrimRight(l, " \t\r")
+		switch {
+		case bytes.Equal(t, []byte("---")) || bytes.HasPrefix(t, []byte("--- ")):
+			docs++
+			if docs == n {
+				return i + 1
+			}
+		case docs == 0 && len(t) > 0 && t[0] != '#':
+			docs = 1 // content before any marker opens the first document
+		}
+	}
+	return 1
+}
+
 func decodeFile(file string, data []byte, v any) Diagnostics {
 	d := &decoder{file: file}
+	if len(data) > MaxFileSize {
+		d.at(Pos{Line: 1, Col: 1}, "split it, or move large data out of the runbook", "file is %s; a runbook file may be at most %s", byteSize(len(data)), byteSize(MaxFileSize))
+		return d.diags
+	}
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	err := dec.Decode(&root)
+	if err == io.EOF {
+		d.at(Pos{Line: 1, Col: 1}, "the file must hold one YAML document", "empty document")
+		return d.diags
+	}
+	if err == nil {
+		// A second document would be ignored silently: refuse it where it
+		// starts, whether or not it parses.
+		var next yaml.Node
+		if nerr := dec.Decode(&next); nerr != io.EOF {
+			line := docStart(data, 2)
+			d.at(Pos{Line: line, Col: 1}, "put each runbook (or config) in a file of its own", "a second YAML document starts here; a file holds exactly one document")
+			return d.diags
+		}
+	}
+	if err != nil {
 		line := 0
 		msg := err.Error()
 		// yaml.v3 reports "yaml: line N: message".

@@ -73,7 +73,7 @@ func DryRun(ctx context.Context, reg *Registry, rb *Runbook, in map[string]any, 
 	for _, st := range rb.Steps {
 		ps := planStep(ctx, reg, st, env, 30*time.Second)
 		if st.RequiresApproval != nil || x.workflowFor(st.Name) != nil {
-			ps.ApprovalRequired, ps.ApprovalReason = NeedsApproval(st, x.workflowFor(st.Name), env)
+			ps.ApprovalRequired, ps.ApprovalReason = NeedsApproval(ctx, st, x.workflowFor(st.Name), env)
 		}
 		p.add(ps)
 	}

@@ -192,6 +192,7 @@ type Event struct {
 	Step           *StepRecord     `json:"step,omitempty"`
 	Approval       *ApprovalRecord `json:"approval,omitempty"`
 	Rollback       *RollbackRecord `json:"rollback,omitempty"`
+	Watch          *WatchRecord    `json:"watch,omitempty"`
 	Outcome        Outcome         `json:"outcome,omitempty"`
 	Actor          string          `json:"actor,omitempty"`
 	Message        string          `json:"message,omitempty"`

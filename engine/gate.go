@@ -48,7 +48,7 @@ func (x *run) needsApproval(ctx context.Context, st *Step) (bool, string) {
 	if err != nil {
 		return true, "approval conditions could not be evaluated: " + err.Error()
 	}
-	return NeedsApproval(st, x.workflowFor(st.Name), env)
+	return NeedsApproval(ctx, st, x.workflowFor(st.Name), env)
 }
 
 func approvalRefs(st *Step, a *Approval) []Ref {
@@ -64,7 +64,7 @@ func approvalRefs(st *Step, a *Approval) []Ref {
 
 // NeedsApproval evaluates a step's approval rules against env and says why
 // approval is needed.
-func NeedsApproval(st *Step, a *Approval, env map[string]any) (bool, string) {
+func NeedsApproval(ctx context.Context, st *Step, a *Approval, env map[string]any) (bool, string) {
 	if ra := st.RequiresApproval; ra != nil {
 		if ra.Type != "auto" {
 			return true, "step requires approval"
@@ -73,7 +73,7 @@ func NeedsApproval(st *Step, a *Approval, env map[string]any) (bool, string) {
 			if c == nil {
 				continue
 			}
-			ok, err := c.Eval(env)
+			ok, err := c.EvalContext(ctx, env)
 			if err != nil {
 				return true, fmt.Sprintf("auto-approval condition %q could not be evaluated: %v", c.Source, err)
 			}
@@ -90,7 +90,7 @@ func NeedsApproval(st *Step, a *Approval, env map[string]any) (bool, string) {
 			if c == nil {
 				continue
 			}
-			if ok, err := c.Eval(env); err == nil && ok {
+			if ok, err := c.EvalContext(ctx, env); err == nil && ok {
 				return true, fmt.Sprintf("%s: %s", a.Name, c.Source)
 			}
 		}

@@ -86,15 +86,41 @@ func (h *harness) parkAndAdvance(timers int, d time.Duration) {
 	h.clock.Advance(d)
 }
 
+// outcome waits for the execution to finish, moving the clock through its
+// post-change rollback watch (if it has one) check by check.
 func (h *harness) outcome(id string) engine.Outcome {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := h.eng.Wait(ctx, id)
-	if err != nil {
-		h.t.Fatalf("Wait(%s): %v", id, err)
+	type result struct {
+		out engine.Outcome
+		err error
 	}
-	return out
+	done := make(chan result, 1)
+	wctx, finished := context.WithCancel(ctx)
+	defer finished()
+	go func() {
+		out, err := h.eng.Wait(ctx, id)
+		done <- result{out, err}
+		finished()
+	}()
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				h.t.Fatalf("Wait(%s): %v", id, r.err)
+			}
+			return r.out
+		case e := <-h.events:
+			if e.ExecutionID == id && (e.Type == engine.EventWatchStarted || e.Type == engine.EventWatchCheck) {
+				// Move on once the watch waits for its next check (or
+				// the execution finished).
+				if h.clock.WaitTimers(wctx, 1) == nil {
+					h.clock.Advance(time.Minute)
+				}
+			}
+		}
+	}
 }
 
 // statuses maps step name to its last recorded status.

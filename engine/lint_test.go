@@ -44,7 +44,7 @@ func TestShippedRunbooksLintClean(t *testing.T) {
 	if got := strings.Join(cat.Names(), ","); got != strings.Join(want, ",") {
 		t.Errorf("runbooks = %s", got)
 	}
-	if cat.Mappings == nil || len(cat.Mappings.Mappings) != 4 || cat.RBAC == nil || len(cat.RBAC.Roles) != 4 || cat.Secrets == nil {
+	if cat.Mappings == nil || len(cat.Mappings.Mappings) != 5 || cat.RBAC == nil || len(cat.RBAC.Roles) != 4 || cat.Secrets == nil {
 		t.Errorf("configs not loaded: mappings=%v rbac=%v secrets=%v", cat.Mappings != nil, cat.RBAC != nil, cat.Secrets != nil)
 	}
 	m := cat.Mappings.Mappings[0]

@@ -103,6 +103,12 @@ func LoadPaths(reg *Registry, paths ...string) (*Catalog, Diagnostics) {
 	sort.Strings(files)
 	srcs := map[string][]byte{}
 	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && st.Size() > int64(MaxFileSize) {
+			diags = append(diags, Diagnostic{File: f, Line: 1, Col: 1,
+				Message: fmt.Sprintf("file is %s; a runbook file may be at most %s", byteSize(int(min(st.Size(), 1<<40))), byteSize(MaxFileSize)),
+				Hint:    "split it, or move large data out of the runbook"})
+			continue
+		}
 		data, err := os.ReadFile(f)
 		if err != nil {
 			diags = append(diags, Diagnostic{File: f, Message: fmt.Sprintf("cannot read: %v", unwrapPathErr(err))})
@@ -131,6 +137,12 @@ func LoadSources(reg *Registry, order []string, srcs map[string][]byte) (*Catalo
 	for _, f := range order {
 		data := srcs[f]
 		cat.Files = append(cat.Files, f)
+		if len(data) > MaxFileSize {
+			diags = append(diags, Diagnostic{File: f, Line: 1, Col: 1,
+				Message: fmt.Sprintf("file is %s; a runbook file may be at most %s", byteSize(len(data)), byteSize(MaxFileSize)),
+				Hint:    "split it, or move large data out of the runbook"})
+			continue
+		}
 		switch sniff(data) {
 		case KindMappings:
 			m := &MappingsConfig{}

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"encoding/base64"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -15,6 +18,29 @@ const Mask = "[REDACTED]"
 type Redactor struct {
 	mu      sync.RWMutex
 	secrets []string
+	// exact are secret-derived values too short to search for in text
+	// (two characters of a secret): a value equal to one is masked whole.
+	exact map[string]bool
+}
+
+// AddExact registers a secret-derived value that is masked where a value
+// equals it (Value, Map, Event fields), not where text contains it.
+func (r *Redactor) AddExact(s string) {
+	if s == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.exact == nil {
+		r.exact = map[string]bool{}
+	}
+	r.exact[s] = true
+}
+
+func (r *Redactor) isExact(s string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.exact[s]
 }
 
 // Add registers secret values (strings, or maps and lists of them).
@@ -25,16 +51,32 @@ func (r *Redactor) Add(v any) {
 			return
 		}
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		for _, s := range r.secrets {
 			if s == x {
-				r.mu.Unlock()
 				return
 			}
 		}
-		r.secrets = append(r.secrets, x)
+		// The value and the forms it takes when it is encoded on its way
+		// out (URLs, JSON, Basic auth, case-folding filters).
+		forms := []string{x, strings.ToUpper(x), strings.ToLower(x), url.QueryEscape(x), url.PathEscape(x),
+			base64.StdEncoding.EncodeToString([]byte(x)), base64.RawStdEncoding.EncodeToString([]byte(x)),
+			base64.URLEncoding.EncodeToString([]byte(x)), base64.RawURLEncoding.EncodeToString([]byte(x))}
+		if q := strconv.Quote(x); len(q) > 2 {
+			forms = append(forms, q[1:len(q)-1])
+		}
+		seen := make(map[string]bool, len(r.secrets)+len(forms))
+		for _, s := range r.secrets {
+			seen[s] = true
+		}
+		for _, f := range forms {
+			if len(f) >= 3 && !seen[f] {
+				seen[f] = true
+				r.secrets = append(r.secrets, f)
+			}
+		}
 		// Longest first so a secret containing another is masked whole.
 		sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
-		r.mu.Unlock()
 	case map[string]string:
 		for _, s := range x {
 			r.Add(s)
@@ -69,6 +111,9 @@ func (r *Redactor) String(s string) string {
 func (r *Redactor) Value(v any) any {
 	switch x := v.(type) {
 	case string:
+		if r != nil && r.isExact(x) {
+			return Mask
+		}
 		return r.String(x)
 	case map[string]any:
 		return r.Map(x)

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
-	"time"
 )
 
 // run is one execution being driven. Its history (on resume) answers for
@@ -52,6 +51,8 @@ func histKey(ev Event) string {
 		return "approval/" + string(ev.Approval.Phase) + "/" + ev.Approval.Step
 	case ev.Type == EventRollbackStarted || ev.Type == EventRollbackFinished:
 		return "rollback"
+	case ev.Watch != nil:
+		return "watch"
 	}
 	return string(ev.Type)
 }
@@ -234,67 +235,39 @@ func (x *run) execute(ctx context.Context) (Outcome, string) {
 	return x.success(ctx)
 }
 
-// success checks metric rollback triggers, then reports success or partial.
+// success watches the metric and health rollback triggers for their
+// windows, rolling back when one holds, then reports success or partial.
 func (x *run) success(ctx context.Context) (Outcome, string) {
-	if rb := x.rb.Rollback; rb != nil {
-		for _, t := range rb.Triggers {
-			if t.cond == nil {
-				continue
+	problem := ""
+	if ts := x.watchTriggers(); len(ts) > 0 {
+		t, why := x.watch(ctx, ts)
+		if closing(ctx) {
+			return "", ""
+		}
+		if ctx.Err() != nil {
+			return OutcomeAborted, "cancelled during the rollback watch"
+		}
+		if t != nil {
+			procs := x.procedures(t.Action)
+			if x.rollback(ctx, t.Condition, procs) {
+				return OutcomeRollback, "rollback trigger fired: " + t.Condition
 			}
-			fired, err := x.checkTrigger(ctx, t)
 			if closing(ctx) {
 				return "", ""
 			}
-			if err != nil {
-				x.e.cfg.Logger.Debug("rollback trigger not evaluated", "execution", x.id, "condition", t.Condition, "err", err)
-				continue
-			}
-			if fired {
-				procs := x.procedures(t.Action)
-				if x.rollback(ctx, t.Condition, procs) {
-					return OutcomeRollback, "rollback trigger fired: " + t.Condition
-				}
-				if closing(ctx) {
-					return "", ""
-				}
-				return OutcomeFailure, "rollback trigger fired: " + t.Condition + "; rollback failed"
-			}
+			return OutcomeFailure, "rollback trigger fired: " + t.Condition + "; rollback failed"
 		}
+		problem = why
 	}
-	if x.tolerated {
+	switch {
+	case x.tolerated && problem != "":
+		return OutcomePartial, "completed; some steps failed and were tolerated; " + problem
+	case x.tolerated:
 		return OutcomePartial, "completed; some steps failed and were tolerated"
+	case problem != "":
+		return OutcomePartial, "completed; " + problem
 	}
 	return OutcomeSuccess, ""
-}
-
-// checkTrigger evaluates a metric or health rollback trigger. With
-// consecutiveFailures N it must hold N times in a row, a poll apart.
-func (x *run) checkTrigger(ctx context.Context, t RollbackTrigger) (bool, error) {
-	n := max(t.ConsecutiveFailures, 1)
-	extra := map[string]any{}
-	if t.Window > 0 {
-		extra["window"] = t.Window.D().String()
-	}
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			tm := x.e.cfg.Clock.NewTimer(10 * time.Second)
-			select {
-			case <-ctx.Done():
-				tm.Stop()
-				return false, ctx.Err()
-			case <-tm.C():
-			}
-		}
-		env, err := x.env(ctx, t.cond.Refs(), extra)
-		if err != nil {
-			return false, err
-		}
-		ok, err := t.cond.Eval(env)
-		if err != nil || !ok {
-			return false, err
-		}
-	}
-	return true, nil
 }
 
 func (x *run) hasStepTrigger(name string) bool {
@@ -396,7 +369,7 @@ func (x *run) rollback(ctx context.Context, reason string, procs []Procedure) bo
 				}
 				b, cerr := false, err
 				if err == nil {
-					b, cerr = c.Eval(env)
+					b, cerr = c.EvalContext(ctx, env)
 				}
 				if cerr != nil {
 					// A procedure that cannot be checked has not rolled

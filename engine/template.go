@@ -193,14 +193,14 @@ func (t *Template) Render(ctx context.Context, env map[string]any, filters map[s
 }
 
 func (p tmplPart) eval(ctx context.Context, env map[string]any, filters map[string]FilterFunc) (any, error) {
-	v, err := p.expr.Value(env)
+	v, err := p.expr.ValueContext(ctx, env)
 	if err != nil {
 		return nil, err
 	}
 	for _, f := range p.fs {
 		var args []any
 		if f.args != nil {
-			a, err := f.args.Value(env)
+			a, err := f.args.ValueContext(ctx, env)
 			if err != nil {
 				return nil, err
 			}

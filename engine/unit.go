@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 type unitResult struct {
@@ -26,6 +27,9 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 	delete(x.hist, key)
 	rec := StepRecord{Name: st.Name, Phase: phase, Index: i, Type: st.Type, Action: st.Action}
 	attemptRerun := false
+	spec, _ := x.e.cfg.Registry.Lookup(st.Type, st.Action)
+	idempotent := st.Idempotent || spec.Idempotent
+	var firstStart time.Time
 	if len(prior) > 0 {
 		last := prior[len(prior)-1]
 		if last.Type == EventStepFinished && last.Step.Status != StepInterrupted {
@@ -33,27 +37,37 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 			return unitResult{status: last.Step.Status, err: last.Step.Error, rejected: last.Step.Rejected}
 		}
 		if last.Type == EventStepStarted {
+			if last.Step.StartTime != nil && spec.Idempotent {
+				firstStart = *last.Step.StartTime
+			}
 			r := rec
 			r.Status, r.Reason = StepInterrupted, "the bot stopped while this step was running"
-			if st.Idempotent {
+			switch {
+			case spec.Idempotent && !firstStart.IsZero():
+				r.Reason += "; resuming it where it was (" + st.Type + "/" + st.Action + " is safe to repeat)"
+			case idempotent:
 				r.Reason += "; re-running it because it is idempotent"
-			} else {
+			default:
 				r.Error = "interrupted: the bot stopped while this step was running; not re-run because the step is not marked idempotent"
 			}
 			x.must(Event{Type: EventStepFinished, Step: &r})
 		}
-		if !st.Idempotent {
+		if !idempotent {
 			x.steps[st.Name] = map[string]any{"status": string(StepInterrupted), "failed": true, "succeeded": false}
 			return unitResult{status: StepInterrupted, err: "interrupted while running; not re-run (not idempotent)"}
 		}
 		attemptRerun = true
 	}
 	if st.cond != nil && !attemptRerun {
-		env, err := x.env(ctx, st.cond.Refs(), nil)
+		// The condition counts against the step's time: it cannot outrun
+		// the step it guards.
+		cctx, stop := x.stepTimeout(ctx, st)
+		env, err := x.env(cctx, st.cond.Refs(), nil)
 		ok := false
 		if err == nil {
-			ok, err = st.cond.Eval(env)
+			ok, err = st.cond.EvalContext(cctx, env)
 		}
+		stop()
 		if closing(ctx) {
 			return unitResult{}
 		}
@@ -88,13 +102,17 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 			}
 		}
 	}
-	spec, _ := x.e.cfg.Registry.Lookup(st.Type, st.Action)
-	input, err := x.render(ctx, st, spec)
+	rendered, err := x.render(ctx, st, spec)
+	var input map[string]any
+	if rendered != nil {
+		r, shown := splitTainted(rendered)
+		input = r.(map[string]any)
+		rec.Input = shown.(map[string]any)
+	}
 	clock := x.e.cfg.Clock
 	start := clock.Now().UTC()
 	rec.StartTime = &start
 	rec.Status = StepRunning
-	rec.Input = input
 	if closing(ctx) {
 		return unitResult{}
 	}
@@ -107,7 +125,7 @@ func (x *run) unit(ctx context.Context, phase Phase, i int, st *Step, gated bool
 		return unitResult{status: StepFailure, err: r.Error}
 	}
 	x.must(Event{Type: EventStepStarted, Step: &rec})
-	res, runErr := x.call(ctx, st, spec, phase, input)
+	res, runErr := x.call(ctx, st, spec, phase, input, firstStart)
 	if closing(ctx) {
 		return unitResult{}
 	}
@@ -195,7 +213,18 @@ func (x *run) render(ctx context.Context, st *Step, spec ActionSpec) (map[string
 			if tp == nil {
 				return t, nil
 			}
-			return tp.Render(ctx, env, x.e.cfg.Registry.filters)
+			out, err := tp.Render(ctx, env, x.e.cfg.Registry.filters)
+			if err == nil && x.tainted(tp) {
+				// Rendered from a secret: the whole value (whatever
+				// filters made of it) is secret from here on.
+				x.red.Add(out)
+				x.red.Add(Stringify(out))
+				if s := Stringify(out); len(s) < 3 && s != "" {
+					x.red.AddExact(s)
+					return taintedShort{s}, nil
+				}
+			}
+			return out, err
 		case map[string]any:
 			out := make(map[string]any, len(t))
 			for k, e := range t {
@@ -227,16 +256,86 @@ func (x *run) render(ctx context.Context, st *Step, spec ActionSpec) (map[string
 		}
 		r, err := walk(v)
 		if err != nil {
-			return nil, fmt.Errorf("params.%s: %w", k, err)
+			return nil, fmt.Errorf("params.%s: %s", k, x.red.String(err.Error()))
 		}
 		out[k] = r
 	}
 	return out, nil
 }
 
+// taintedShort is a secret-derived value too short to mask by search (a
+// secret cut to two characters): it is passed to the action as its text and
+// recorded as Mask.
+type taintedShort struct{ s string }
+
+// splitTainted returns the params for the action (plain values) and for the
+// record (short secret-derived values masked).
+func splitTainted(v any) (run, shown any) {
+	switch t := v.(type) {
+	case taintedShort:
+		return t.s, Mask
+	case map[string]any:
+		r, s := make(map[string]any, len(t)), make(map[string]any, len(t))
+		for k, e := range t {
+			r[k], s[k] = splitTainted(e)
+		}
+		return r, s
+	case []any:
+		r, s := make([]any, len(t)), make([]any, len(t))
+		for i, e := range t {
+			r[i], s[i] = splitTainted(e)
+		}
+		return r, s
+	}
+	return v, v
+}
+
+// tainted reports whether a template reads a secret or a sensitive
+// parameter.
+func (x *run) tainted(t *Template) bool {
+	for _, r := range t.Refs() {
+		if r.Root == "secrets" {
+			return true
+		}
+		if p := x.rb.Parameter(r.Root); p != nil && p.Sensitive {
+			return true
+		}
+	}
+	return false
+}
+
+// stepTimeout bounds ctx by the step's timeout on the engine clock.
+func (x *run) stepTimeout(ctx context.Context, st *Step) (context.Context, func()) {
+	timeout := st.Timeout.D()
+	if timeout == 0 {
+		timeout = x.e.cfg.DefaultStepTimeout
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	if timeout <= 0 {
+		return cctx, func() { cancel(nil) }
+	}
+	t := x.e.cfg.Clock.NewTimer(timeout)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-t.C():
+			cancel(fmt.Errorf("%w after %s", ErrStepTimeout, timeout))
+		case <-stop:
+		}
+	}()
+	return cctx, func() {
+		t.Stop()
+		close(stop)
+		<-done
+		cancel(nil)
+	}
+}
+
 // call runs the action with the step timeout on the engine clock and turns
 // panics into errors.
-func (x *run) call(ctx context.Context, st *Step, spec ActionSpec, phase Phase, params map[string]any) (res Result, err error) {
+func (x *run) call(ctx context.Context, st *Step, spec ActionSpec, phase Phase, params map[string]any, started time.Time) (res Result, err error) {
 	timeout := st.Timeout.D()
 	if timeout == 0 {
 		timeout = x.e.cfg.DefaultStepTimeout
@@ -271,13 +370,13 @@ func (x *run) call(ctx context.Context, st *Step, spec ActionSpec, phase Phase, 
 	vars["state"] = x.state
 	call := &Call{
 		ExecutionID: x.id, Runbook: x.rb, Step: st, Phase: phase, Params: params, Vars: vars,
-		Clock: x.e.cfg.Clock, Conditions: conds, Redact: x.red.String,
+		Clock: x.e.cfg.Clock, Conditions: conds, Redact: x.red.String, Started: started,
 		Eval: func(ctx context.Context, c *Condition) (bool, error) {
 			env, err := x.env(ctx, c.Refs(), nil)
 			if err != nil {
 				return false, err
 			}
-			return c.Eval(env)
+			return c.EvalContext(ctx, env)
 		},
 	}
 	defer func() {
@@ -325,6 +424,9 @@ func (x *run) saveState(ctx context.Context, st *Step, res Result) (map[string]a
 		v, err := t.Render(ctx, env, x.e.cfg.Registry.filters)
 		if err != nil {
 			return out, fmt.Errorf("saveState %s: %w", s.Key, err)
+		}
+		if x.tainted(t) {
+			x.red.Add(Stringify(v))
 		}
 		if v != nil {
 			out[s.Key] = v
@@ -404,7 +506,7 @@ func (x *run) env(ctx context.Context, refs []Ref, extra map[string]any) (map[st
 			}
 			v, err := f(ctx, ms, vars)
 			if err != nil {
-				return nil, fmt.Errorf("reading %s: %w", root, err)
+				return nil, &liveDataError{root: root, err: err}
 			}
 			env[root] = v
 		}

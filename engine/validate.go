@@ -11,8 +11,14 @@ import (
 )
 
 // LiveRoots are names whose values come from outside systems at run time
-// (metrics through Prometheus, cluster objects through Kubernetes).
-var LiveRoots = map[string]bool{"metrics": true, "deployment": true, "pod": true, "healthcheck": true, "service": true}
+// (metrics through Prometheus, cluster objects and health through
+// Kubernetes). A runbook may read one only when an integration registered
+// for it (Registry.Resolver); otherwise lint refuses the runbook.
+var LiveRoots = map[string]bool{"metrics": true, "deployment": true, "pod": true, "healthcheck": true}
+
+// reservedRoots are names conditions and templates read that parameters and
+// saved outputs must not take.
+var reservedRoots = map[string]bool{"state": true, "secrets": true, "context": true, "trigger": true, "execution": true, "rollback": true, "step": true, "output": true}
 
 // ContextKeys are the names under context.* an execution provides.
 var ContextKeys = map[string]bool{
@@ -87,6 +93,10 @@ func validateRunbook(rb *Runbook, reg *Registry, secretNames map[string]bool) Di
 		}
 		if s.SaveOutput != "" {
 			v.sc.outputs[s.SaveOutput] = true
+			if LiveRoots[s.SaveOutput] || reservedRoots[s.SaveOutput] || reg.resolvers[s.SaveOutput] != nil {
+				v.d.at(s.Pos.Of("saveOutput"), "choose another name, e.g. "+s.SaveOutput+"Output",
+					"steps: saveOutput %q would hide the built-in %q that conditions and templates read", s.SaveOutput, s.SaveOutput)
+			}
 		}
 		if spec, ok := reg.Lookup(s.Type, s.Action); ok {
 			for _, k := range spec.SavesState {
@@ -126,6 +136,12 @@ func (v *validator) header() {
 		v.d.at(rb.Pos.Of("metadata"), `add metadata.version, e.g. "1.0.0"`, "metadata.version is required")
 	}
 	t := rb.Trigger
+	if !rb.Pos.Has("trigger") {
+		// No trigger: started by hand (chat, terminal, API), as the seed's
+		// executor defaults.
+		rb.Trigger.Type = "manual"
+		t = rb.Trigger
+	}
 	if t.Type == "" {
 		v.d.at(rb.Pos.Of("trigger"), "set trigger.type", "trigger.type is required (%s)", strings.Join(triggerTypes, ", "))
 	} else if !oneOf(t.Type, triggerTypes) {
@@ -326,7 +342,14 @@ func (v *validator) checkRefs(refs []Ref, pos Pos, what string, phase Phase, ext
 			if phase != PhaseRollback && r.Root == "rollback" {
 				v.d.at(pos, "rollback.* is only set inside rollback procedures", "%s: rollback is not available here", what)
 			}
-		case v.sc.params[r.Root], v.sc.outputs[r.Root], LiveRoots[r.Root], v.sc.resolved[r.Root], extra[r.Root]:
+		case v.sc.params[r.Root] && r.Member != "" && (LiveRoots[r.Root] || v.sc.resolved[r.Root]):
+			v.d.at(pos, "rename the parameter (e.g. "+r.Root+"Name) so "+r.Root+".* reads live data",
+				"%s: %s reads the parameter %q, which hides the live %s data of the same name", what, r, r.Root, r.Root)
+		case v.sc.params[r.Root] && r.Member != "":
+			v.d.at(pos, "parameters are plain values; use "+r.Root+" alone", "%s: %s reads a member of parameter %q, which is a %s", what, r, r.Root, v.paramType(r.Root))
+		case LiveRoots[r.Root] && !v.sc.resolved[r.Root] && !v.sc.params[r.Root] && !v.sc.outputs[r.Root] && !extra[r.Root]:
+			v.d.at(pos, v.reg.answerHint(r.Root), "%s: nothing in this configuration answers %s: no integration provides %q", what, r, r.Root)
+		case v.sc.params[r.Root], v.sc.outputs[r.Root], v.sc.resolved[r.Root], extra[r.Root]:
 		default:
 			cands := append(append([]string{}, sortedKeys(v.sc.params)...), sortedKeys(v.sc.outputs)...)
 			hint := "parameters: " + keys(v.sc.params)
@@ -336,6 +359,13 @@ func (v *validator) checkRefs(refs []Ref, pos Pos, what string, phase Phase, ext
 			v.d.at(pos, hint, "%s: unknown name %q (not a parameter, saved output or known value)", what, r.Root)
 		}
 	}
+}
+
+func (v *validator) paramType(name string) string {
+	if p := v.rb.Parameter(name); p != nil && p.Type != "" {
+		return p.Type
+	}
+	return "string"
 }
 
 func keys(m map[string]bool) string {
