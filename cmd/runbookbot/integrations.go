@@ -24,6 +24,8 @@ func registerIntegrations(reg *engine.Registry, o registryOptions) {
 	})
 	if cfg, ok := o.metrics(); ok {
 		prometheus.Register(reg, cfg)
+	} else {
+		reg.Unavailable("metrics", "no Prometheus is configured: set PROMETHEUS_URL (default queries) or RUNBOOKBOT_METRICS_CONFIG=deploy/prometheus-queries.yaml")
 	}
 }
 

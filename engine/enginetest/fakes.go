@@ -24,9 +24,16 @@ type Cluster struct {
 	Block map[string]bool
 	// Started receives the name of every action as it starts.
 	Started chan string
+	// ErrorRate returns metrics.errorRate for the nth query (default 0).
+	ErrorRate func(n int) float64
+	// Health returns healthcheck for the nth check: failed, or an error
+	// when the check cannot be made (default healthy).
+	Health func(n int) (failed bool, err error)
 
 	calls    []string
 	memQuery int
+	errQuery int
+	health   int
 	notes    []engine.Notification
 }
 
@@ -113,7 +120,12 @@ func (c *Cluster) Registry() *engine.Registry {
 				out[m] = c.Memory(c.memQuery)
 				c.memQuery++
 			case "errorRate":
-				out[m] = 0.0
+				if c.ErrorRate != nil {
+					out[m] = c.ErrorRate(c.errQuery)
+				} else {
+					out[m] = 0.0
+				}
+				c.errQuery++
 			default:
 				return nil, fmt.Errorf("no query named %q", m)
 			}
@@ -126,7 +138,18 @@ func (c *Cluster) Registry() *engine.Registry {
 		return c.deployment(), nil
 	})
 	reg.Resolver("healthcheck", func(context.Context, []string, map[string]any) (any, error) {
-		return map[string]any{"failed": false}, nil
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := c.health
+		c.health++
+		if c.Health == nil {
+			return map[string]any{"failed": false, "healthy": true}, nil
+		}
+		failed, err := c.Health(n)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"failed": failed, "healthy": !failed}, nil
 	})
 	return reg
 }
