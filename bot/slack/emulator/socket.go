@@ -188,10 +188,22 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	s.notifyLocked()
 	s.mu.Unlock()
 
-	go s.writeLoop(c)
-	s.readLoop(c)
-
+	// The reader only reads and stamps frames; another goroutine handles
+	// them, so an ack's handling (locks, ack-payload replies) never delays
+	// reading, and so the stamping, of the next one.
+	var wg sync.WaitGroup
+	in := make(chan inFrame, 1024)
+	wg.Go(func() { s.writeLoop(c) })
+	wg.Go(func() {
+		for f := range in {
+			s.handleFrame(f)
+		}
+	})
+	s.readLoop(c, in)
+	close(in)
 	c.close()
+	wg.Wait()
+
 	s.mu.Lock()
 	s.removeConnLocked(c)
 	delete(s.sock.all, c)
@@ -245,27 +257,39 @@ func (s *Server) writeLoop(c *wsConn) {
 	}
 }
 
-func (s *Server) readLoop(c *wsConn) {
+// inFrame is a frame read from an app, stamped when it was read.
+type inFrame struct {
+	data []byte
+	at   time.Time
+}
+
+// readLoop reads frames until the socket fails, stamping each as it
+// arrives, before any bookkeeping: ack latency is measured over the wire.
+func (s *Server) readLoop(c *wsConn, out chan<- inFrame) {
 	for {
 		_, data, err := c.ws.ReadMessage()
 		if err != nil {
 			return
 		}
-		at := time.Now() // before any bookkeeping: latency is over the wire
-		var ack struct {
-			EnvelopeID *string         `json:"envelope_id"`
-			Payload    json.RawMessage `json:"payload"`
-		}
-		switch {
-		case json.Unmarshal(data, &ack) != nil:
-			s.protocolError(at, data, "frame is not a JSON object")
-		case ack.EnvelopeID == nil:
-			s.protocolError(at, data, "frame without envelope_id: apps may only send acks")
-		case *ack.EnvelopeID == "":
-			s.protocolError(at, data, "ack without envelope_id (the hello message has none and must not be acked)")
-		default:
-			s.handleAck(*ack.EnvelopeID, ack.Payload, at, data)
-		}
+		out <- inFrame{data: data, at: time.Now()}
+	}
+}
+
+// handleFrame handles one frame from an app: an ack, or a protocol error.
+func (s *Server) handleFrame(f inFrame) {
+	var ack struct {
+		EnvelopeID *string         `json:"envelope_id"`
+		Payload    json.RawMessage `json:"payload"`
+	}
+	switch {
+	case json.Unmarshal(f.data, &ack) != nil:
+		s.protocolError(f.at, f.data, "frame is not a JSON object")
+	case ack.EnvelopeID == nil:
+		s.protocolError(f.at, f.data, "frame without envelope_id: apps may only send acks")
+	case *ack.EnvelopeID == "":
+		s.protocolError(f.at, f.data, "ack without envelope_id (the hello message has none and must not be acked)")
+	default:
+		s.handleAck(*ack.EnvelopeID, ack.Payload, f.at, f.data)
 	}
 }
 
