@@ -12,7 +12,9 @@
 // cannot tell it from Slack. Tests drive the human side through the Go API
 // (SlashCommand, ClickButton, SubmitView, PostMessage, AddWebhook …) and
 // observe what the bot did through the state accessors (Messages, Replies,
-// Ephemerals, Views, AckLatencies, Calls, RateLimited). WaitFor blocks until
+// Ephemerals, Views, AckLatencies, Calls, RateLimited, ProtocolErrors).
+// Slack's rate limits (DefaultLimits) are on unless turned off, so
+// benchmarks run against the real budget. WaitFor blocks until
 // a predicate over that state holds, re-checking it on every change, so tests
 // never need to sleep.
 //
