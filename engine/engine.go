@@ -63,6 +63,7 @@ type Engine struct {
 	runs   map[string]*run
 	subs   map[int]func(Event)
 	nextID int
+	take   takeover // executions being taken over (lease.go)
 }
 
 // Errors callers branch on.
@@ -162,10 +163,20 @@ func (e *Engine) publish(ev Event) {
 }
 
 // Close stops every execution where it stands, without recording anything:
-// what a crash would do, but orderly. Recover resumes them.
+// what a crash would do, but orderly. Recover resumes them. Once the runs
+// have stopped, Close releases their leases (parked executions included),
+// so that a process started next takes them over at once instead of
+// waiting for the leases to expire.
 func (e *Engine) Close() {
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.runs))
+	for id := range e.runs {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
 	e.stop()
 	e.wg.Wait()
+	e.releaseAll(ids)
 }
 
 // StartRequest asks for an execution.
@@ -346,40 +357,29 @@ func (e *Engine) Wait(ctx context.Context, id string) (Outcome, error) {
 }
 
 // Recover resumes every unfinished execution in the store by replaying its
-// events. It returns how many it resumed.
+// events, taking their leases in batches. It returns how many it resumed.
+// Executions whose lease another owner holds are taken over in the
+// background as soon as that lease expires (a dead process's), timed by
+// the engine's clock; a lease its owner keeps renewing is left to it.
 func (e *Engine) Recover(ctx context.Context) (int, error) {
 	ids, err := e.cfg.Store.Unfinished(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("listing unfinished executions: %w", err)
 	}
-	n := 0
-	for _, id := range ids {
-		e.mu.Lock()
-		_, running := e.runs[id]
-		e.mu.Unlock()
-		if running {
-			continue
-		}
-		if err := e.Resume(ctx, id); err != nil {
-			if !errors.Is(err, errLeaseHeld) {
-				e.cfg.Logger.Error("cannot resume execution", "execution", id, "err", err)
-			}
-			continue
-		}
-		n++
+	n, held, err := e.takeOver(ctx, ids)
+	e.awaitLeases(held)
+	if err != nil {
+		return n, fmt.Errorf("resuming executions: %w", err)
 	}
 	return n, nil
 }
 
 // Resume rebuilds one execution from its events and drives it on.
 func (e *Engine) Resume(ctx context.Context, id string) error {
-	e.mu.Lock()
-	_, running := e.runs[id]
-	cat := e.cfg.Catalog
-	e.mu.Unlock()
-	if running {
-		return nil
+	if len(e.reserve([]string{id})) == 0 {
+		return nil // running, or being resumed
 	}
+	defer e.unreserve([]string{id})
 	if ok, err := e.acquire(ctx, id); err != nil {
 		return fmt.Errorf("taking the lease on %s: %w", id, err)
 	} else if !ok {
@@ -390,6 +390,15 @@ func (e *Engine) Resume(ctx context.Context, id string) error {
 		e.release(id)
 		return err
 	}
+	return e.rebuild(id, evs)
+}
+
+// rebuild replays an execution whose lease this engine holds from its
+// events and launches it; on failure it releases the lease.
+func (e *Engine) rebuild(id string, evs []Event) error {
+	e.mu.Lock()
+	cat := e.cfg.Catalog
+	e.mu.Unlock()
 	if len(evs) == 0 || evs[0].Type != EventExecutionStarted {
 		e.release(id)
 		return fmt.Errorf("execution %s has no start event", id)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/runbookbot/runbookbot/engine"
 )
 
 // Leases make sure only one process drives a given execution. A lease is a
@@ -217,4 +219,164 @@ func (l *Lease) keep(lastOK time.Time) {
 			l.s.log.Warn("lease renewal failed, will retry", "execution", l.id, "owner", l.owner, "err", err)
 		}
 	}
+}
+
+var _ engine.BatchLeaser = (*Store)(nil)
+
+// acquireAllScript is acquireScript over every key of KEYS. For each it
+// returns -1 when ARGV[1] holds the lease now, else the milliseconds the
+// other owner's lease has left (0 when it has no expiry).
+var acquireAllScript = goredis.NewScript(`
+local out = {}
+for i, k in ipairs(KEYS) do
+  local cur = redis.call('GET', k)
+  if cur == ARGV[1] then
+    redis.call('PEXPIRE', k, ARGV[2])
+    out[i] = -1
+  elseif cur then
+    local left = redis.call('PTTL', k)
+    if left < 0 then left = 0 elseif left == 0 then left = 1 end
+    out[i] = left
+  else
+    redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+    out[i] = -1
+  end
+end
+return out
+`)
+
+// renewAllScript is renewScript over every key of KEYS: 1 where ARGV[1]
+// still holds the lease (now renewed), else 0.
+var renewAllScript = goredis.NewScript(`
+local out = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then
+    redis.call('PEXPIRE', k, ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+`)
+
+// releaseAllScript deletes the keys of KEYS that ARGV[1] holds.
+var releaseAllScript = goredis.NewScript(`
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then
+    n = n + redis.call('DEL', k)
+  end
+end
+return n
+`)
+
+// leaseBatch is how many leases one script call handles; a pipeline sends
+// all the calls of a batch operation in one round trip.
+const leaseBatch = 500
+
+// runLeaseScript runs script over the lease keys of ids, leaseBatch keys
+// per call, pipelined, and returns the answers of the calls in order.
+func (s *Store) runLeaseScript(ctx context.Context, script *goredis.Script, ids []string, args ...any) ([]*goredis.Cmd, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := s.client.Pipeline()
+		var cmds []*goredis.Cmd
+		for lo := 0; lo < len(ids); lo += leaseBatch {
+			chunk := ids[lo:min(lo+leaseBatch, len(ids))]
+			keys := make([]string, len(chunk))
+			for i, id := range chunk {
+				keys[i] = s.k.lease(id)
+			}
+			cmds = append(cmds, pipe.EvalSha(ctx, script.Hash(), keys, args...))
+		}
+		_, err := pipe.Exec(ctx)
+		if err == nil {
+			return cmds, nil
+		}
+		if attempt > 0 || !goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			return nil, err
+		}
+		// First use on this server (or it restarted): load and retry.
+		if err := script.Load(ctx, s.client).Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// AcquireAll tries to take the leases on ids for owner, as Acquire does
+// for each, in a few pipelined script calls. For a lease another owner
+// holds it reports how long that lease has left.
+func (s *Store) AcquireAll(ctx context.Context, ids []string, owner string, ttl time.Duration) ([]engine.LeaseState, error) {
+	if err := leaseArgs(owner, ttl); err != nil {
+		return nil, err
+	}
+	cmds, err := s.runLeaseScript(ctx, acquireAllScript, ids, owner, ttl.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("redis: acquire %d leases: %w", len(ids), err)
+	}
+	out := make([]engine.LeaseState, 0, len(ids))
+	for _, c := range cmds {
+		vals, err := c.Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("redis: acquire %d leases: %w", len(ids), err)
+		}
+		for _, v := range vals {
+			if v < 0 {
+				out = append(out, engine.LeaseState{Held: true})
+			} else {
+				out = append(out, engine.LeaseState{Left: time.Duration(v) * time.Millisecond})
+			}
+		}
+	}
+	if len(out) != len(ids) {
+		return nil, fmt.Errorf("redis: acquire %d leases: %d answers", len(ids), len(out))
+	}
+	return out, nil
+}
+
+// RenewAll renews owner's leases on ids, as Renew does for each, and
+// reports which owner still holds.
+func (s *Store) RenewAll(ctx context.Context, ids []string, owner string, ttl time.Duration) ([]bool, error) {
+	if err := leaseArgs(owner, ttl); err != nil {
+		return nil, err
+	}
+	cmds, err := s.runLeaseScript(ctx, renewAllScript, ids, owner, ttl.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("redis: renew %d leases: %w", len(ids), err)
+	}
+	out := make([]bool, 0, len(ids))
+	for _, c := range cmds {
+		vals, err := c.Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("redis: renew %d leases: %w", len(ids), err)
+		}
+		for _, v := range vals {
+			out = append(out, v == 1)
+		}
+	}
+	if len(out) != len(ids) {
+		return nil, fmt.Errorf("redis: renew %d leases: %d answers", len(ids), len(out))
+	}
+	return out, nil
+}
+
+// ReleaseAll gives up owner's leases on ids, as Release does for each;
+// leases other owners hold are left alone.
+func (s *Store) ReleaseAll(ctx context.Context, ids []string, owner string) error {
+	if owner == "" {
+		return ErrBadLease
+	}
+	cmds, err := s.runLeaseScript(ctx, releaseAllScript, ids, owner)
+	if err != nil {
+		return fmt.Errorf("redis: release %d leases: %w", len(ids), err)
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("redis: release %d leases: %w", len(ids), err)
+		}
+	}
+	return nil
 }

@@ -224,6 +224,38 @@ func (s *Store) Events(ctx context.Context, executionID string) ([]engine.Event,
 	return out, nil
 }
 
+var _ engine.BulkReader = (*Store)(nil)
+
+// EventsOf returns the events of each of ids, as Events does, reading
+// them with pipelined LRANGEs (a few round trips for thousands of
+// executions). Recover uses it.
+func (s *Store) EventsOf(ctx context.Context, ids []string) ([][]engine.Event, error) {
+	const perTrip = 1000
+	out := make([][]engine.Event, len(ids))
+	for lo := 0; lo < len(ids); lo += perTrip {
+		chunk := ids[lo:min(lo+perTrip, len(ids))]
+		pipe := s.client.Pipeline()
+		cmds := make([]*goredis.StringSliceCmd, len(chunk))
+		for i, id := range chunk {
+			cmds[i] = pipe.LRange(ctx, s.k.events(id), 0, -1)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("redis: events of %d executions: %w", len(chunk), err)
+		}
+		for i, c := range cmds {
+			raw := c.Val()
+			evs := make([]engine.Event, len(raw))
+			for j, r := range raw {
+				if err := json.Unmarshal([]byte(r), &evs[j]); err != nil {
+					return nil, fmt.Errorf("redis: decode event %s/%d: %w", chunk[i], j+1, err)
+				}
+			}
+			out[lo+i] = evs
+		}
+	}
+	return out, nil
+}
+
 // DefaultReadLimit is the batch ReadFrom uses when limit is not positive.
 const DefaultReadLimit = 1000
 
