@@ -77,6 +77,7 @@ var (
 	ErrNoBypass              = errors.New("this runbook has no emergency bypass")
 	ErrNotActive             = errors.New("execution is not running on this bot")
 	ErrFinished              = errors.New("execution has already finished")
+	ErrCancelling            = errors.New("this execution is being cancelled")
 )
 
 // New returns an engine. Call Recover to resume unfinished executions, and
@@ -478,7 +479,13 @@ func (e *Engine) Cancel(ctx context.Context, id, user string) error {
 		}
 		return ErrNotActive
 	}
-	if _, err := x.emit(Event{Type: EventCancelRequested, Actor: user, Message: "cancel requested by " + user}); err != nil {
+	x.mu.Lock()
+	_, err := x.emitLocked(Event{Type: EventCancelRequested, Actor: user, Message: "cancel requested by " + user})
+	if err == nil {
+		x.cancelledBy = user // decisions from now on are refused
+	}
+	x.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	x.cancel(errCancelled{user})

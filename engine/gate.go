@@ -325,29 +325,43 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 		}
 		return res, err
 	}
+	g, err := x.openGate(ctx, req.ApprovalID, &res)
+	if g == nil {
+		return res, err
+	}
+	// Who the user is, in RBAC terms, may need the chat platform (user
+	// groups): ask before taking the run's lock, never under it.
+	x.mu.Lock()
+	approvers, requester, o := g.rec.Approvers, x.trigger.TriggeredBy, x.override()
+	x.mu.Unlock()
+	var (
+		sat       []int
+		qualified bool
+		qerr      error
+	)
+	switch req.Verb {
+	case DecisionApprove, DecisionReject:
+		if req.User != requester {
+			sat, qualified, qerr = e.qualify(ctx, req.User, approvers)
+		}
+	case DecisionBypass:
+		if o != nil && req.User != requester {
+			qualified = e.cfg.Approvers == nil
+			if !qualified {
+				qualified, qerr = e.cfg.Approvers.CanBypass(ctx, req.User, o.Permissions)
+			}
+		}
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	g := x.pending
-	for wait := 0; g == nil || g.rec.ID != req.ApprovalID; wait++ {
-		gateSet := x.gateSet
-		x.mu.Unlock()
-		err := e.decidedInStore(ctx, req.ApprovalID, &res)
-		if !errors.Is(err, ErrNotActive) || wait == 50 {
-			x.mu.Lock()
-			return res, err
-		}
-		// The approval is open and its execution runs here but has not
-		// reached the gate yet (it is being resumed): wait for it.
-		select {
-		case <-gateSet:
-		case <-x.done:
-		case <-ctx.Done():
-			x.mu.Lock()
-			return res, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		x.mu.Lock()
-		g = x.pending
+	if x.pending != g || g.decided {
+		// Decided (or timed out) while we asked.
+		res.Approval = g.rec
+		return res, ErrAlreadyDecided
+	}
+	if x.cancelledBy != "" {
+		res.Approval = g.rec
+		return res, ErrCancelling
 	}
 	if g.decided {
 		res.Approval = g.rec
@@ -379,11 +393,10 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 			res.Approval = g.rec
 			return res, ErrAlreadyVoted
 		}
-		sat, ok, err := e.qualify(ctx, req.User, g.rec.Approvers)
-		if err != nil {
-			return res, fmt.Errorf("checking approvers: %w", err)
+		if qerr != nil {
+			return res, fmt.Errorf("checking approvers: %w", qerr)
 		}
-		if !ok {
+		if !qualified {
 			return refuse(ErrNotApprover)
 		}
 		g.votes[req.User] = sat
@@ -402,9 +415,9 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 		}
 	case DecisionReject:
 		if req.User != x.trigger.TriggeredBy {
-			if _, ok, err := e.qualify(ctx, req.User, g.rec.Approvers); err != nil {
-				return res, fmt.Errorf("checking approvers: %w", err)
-			} else if !ok {
+			if qerr != nil {
+				return res, fmt.Errorf("checking approvers: %w", qerr)
+			} else if !qualified {
 				return refuse(ErrNotApprover)
 			}
 		}
@@ -417,7 +430,6 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 			return res, err
 		}
 	case DecisionBypass:
-		o := x.override()
 		if o == nil {
 			res.Approval = g.rec
 			return res, ErrNoBypass
@@ -425,14 +437,10 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 		if req.User == x.trigger.TriggeredBy {
 			return refuse(ErrSelfApproval)
 		}
-		ok := e.cfg.Approvers == nil
-		if !ok {
-			var err error
-			if ok, err = e.cfg.Approvers.CanBypass(ctx, req.User, o.Permissions); err != nil {
-				return res, fmt.Errorf("checking bypass permissions: %w", err)
-			}
+		if qerr != nil {
+			return res, fmt.Errorf("checking bypass permissions: %w", qerr)
 		}
-		if !ok {
+		if !qualified {
 			return refuse(ErrNotApprover)
 		}
 		if o.RequiresJustification && strings.TrimSpace(req.Comment) == "" {
@@ -448,6 +456,49 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 	}
 	res.Approval, res.Final = g.rec, true
 	return res, nil
+}
+
+// openGate returns the open gate for approvalID. When the execution runs
+// here but has not reached that gate yet (it is being resumed and replays
+// towards it), it waits for the gate — bounded by ctx and a minute on the
+// engine's clock — instead of refusing. A nil gate comes with the answer
+// the store gives (decided, not active) in res and the error.
+func (x *run) openGate(ctx context.Context, approvalID string, res *DecisionResult) (*gate, error) {
+	var bound Timer
+	defer func() {
+		if bound != nil {
+			bound.Stop()
+		}
+	}()
+	for {
+		x.mu.Lock()
+		g, gateSet := x.pending, x.gateSet
+		if g != nil && g.rec.ID == approvalID {
+			if g.decided {
+				res.Approval = g.rec
+				x.mu.Unlock()
+				return nil, ErrAlreadyDecided
+			}
+			x.mu.Unlock()
+			return g, nil
+		}
+		x.mu.Unlock()
+		err := x.e.decidedInStore(ctx, approvalID, res)
+		if !errors.Is(err, ErrNotActive) {
+			return nil, err
+		}
+		if bound == nil {
+			bound = x.e.cfg.Clock.NewTimer(time.Minute)
+		}
+		select {
+		case <-gateSet:
+		case <-x.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-bound.C():
+			return nil, ErrNotActive
+		}
+	}
 }
 
 func rejectNeedsComment(a *ActionButtons, value string) bool {

@@ -296,3 +296,53 @@ steps:
 		t.Errorf("step = %+v", fin[0].Step)
 	}
 }
+
+// slowApprovers answers approver questions only when released, as a chat
+// platform's user-group lookup might.
+type slowApprovers struct {
+	engine.Approvers
+	asked   chan struct{}
+	release chan struct{}
+}
+
+func (s slowApprovers) Satisfies(ctx context.Context, user string, ref engine.ApproverRef) (bool, error) {
+	select {
+	case s.asked <- struct{}{}:
+	default:
+	}
+	<-s.release
+	return s.Approvers.Satisfies(ctx, user, ref)
+}
+
+// Deciding asks the directory outside the execution's lock: a slow lookup
+// does not hold up the execution (here, a cancel) meanwhile.
+func TestDecideDoesNoIOUnderTheRunLock(t *testing.T) {
+	slow := slowApprovers{Approvers: team, asked: make(chan struct{}, 1), release: make(chan struct{})}
+	h := newHarness(t, enginetest.NewCluster(), slow, writeRunbook(t, gatedRunbook))
+	id := h.start("gated", "alice", map[string]any{"target": "checkout"})
+	a := h.waitEvent("approval", isType(engine.EventApprovalRequested)).Approval
+	decided := make(chan error, 1)
+	go func() {
+		_, err := decide(h, a.ID, "olga", engine.DecisionApprove, "", "")
+		decided <- err
+	}()
+	<-slow.asked
+	cancelled := make(chan error, 1)
+	go func() { cancelled <- h.eng.Cancel(context.Background(), id, "alice") }()
+	select {
+	case err := <-cancelled:
+		if err != nil {
+			t.Fatalf("Cancel: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		close(slow.release)
+		t.Fatal("Cancel waited for the approver lookup: Decide holds the run's lock during I/O")
+	}
+	close(slow.release)
+	if err := <-decided; err == nil {
+		t.Errorf("a vote on a cancelled execution was accepted")
+	}
+	if out := h.outcome(id); out != engine.OutcomeAborted {
+		t.Errorf("outcome = %s, want aborted", out)
+	}
+}
