@@ -333,7 +333,7 @@ func findComponent(raw json.RawMessage, customID string) map[string]any {
 		if found != nil {
 			return
 		}
-		if id, _ := c["custom_id"].(string); id == customID {
+		if id, ok := c["custom_id"].(string); ok && id == customID {
 			found = c
 			return
 		}
