@@ -286,9 +286,9 @@ func (s *Server) respondLocked(in *interaction, typ int, data *messageBody) *api
 		if e != nil {
 			return prefixData(e)
 		}
-		m := &Message{Content: ct.text, Embeds: ct.embeds, Components: ct.components, Flags: ct.flags}
-		s.createResponseLocked(in, m)
+		m := &Message{Content: ct.text, Embeds: ct.embeds, Components: ct.components, Flags: ct.flags, GuildID: in.GuildID}
 		s.applyMentionsLocked(m, ct.mentions)
+		s.createResponseLocked(in, m)
 		return nil
 	case ResponseDeferredUpdateMessage, ResponseUpdateMessage:
 		if !fromComponent || in.message == nil {
