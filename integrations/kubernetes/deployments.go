@@ -70,19 +70,23 @@ func checkDeploymentReady(ctx context.Context, k *Integration, cl Cluster, c *en
 	if err != nil {
 		return engine.Result{}, err
 	}
-	d, err := fetchDeployment(ctx, cl, ns, name)
+	raw, view, err := k.settledDeployment(ctx, cl, ns, name)
 	if err != nil {
 		return engine.Result{}, err
 	}
-	m, err := deploymentMap(d)
+	m, err := deploymentMap(view)
 	if err != nil {
 		return engine.Result{}, err
 	}
-	ready := d.Status.ReadyReplicas
+	ready := view.Status.ReadyReplicas
 	out := map[string]any{"deployment": m, "readyReplicas": int64(ready), "minReadyReplicas": int64(minReady)}
 	if ready < minReady {
+		note := ""
+		if n := olderReady(raw, view); n > 0 {
+			note = fmt.Sprintf("; a rollout is in progress and %d more ready replicas are of an older revision", n)
+		}
 		//lint:ignore ST1005 the wording is the runbook contract on-call engineers know
-		return engine.Result{Output: out}, fmt.Errorf("Insufficient ready replicas: %d < %d (deployment %q in namespace %q)", ready, minReady, name, ns)
+		return engine.Result{Output: out}, fmt.Errorf("Insufficient ready replicas: %d < %d (deployment %q in namespace %q%s)", ready, minReady, name, ns, note)
 	}
 	return engine.Result{Output: out}, nil
 }
@@ -138,7 +142,7 @@ func scale(ctx context.Context, k *Integration, cl Cluster, c *engine.Call) (eng
 func rolloutStatus(d *appsv1.Deployment) (done bool, waiting string, fatal error) {
 	want := specReplicas(d)
 	st := d.Status
-	if d.Generation > st.ObservedGeneration {
+	if !observed(d) {
 		return false, "the deployment controller has not observed the latest spec yet", nil
 	}
 	for _, cond := range st.Conditions {
@@ -146,6 +150,8 @@ func rolloutStatus(d *appsv1.Deployment) (done bool, waiting string, fatal error
 			return false, "", fmt.Errorf("%s exceeded its progress deadline: %s", deploymentRef(d.Namespace, d.Name), cond.Message)
 		}
 	}
+	// The settled view (settled.go) with every replica ready: once only
+	// pods of the current revision remain, these counters are theirs.
 	switch {
 	case st.UpdatedReplicas < want:
 		return false, fmt.Sprintf("%d of %d replicas updated", st.UpdatedReplicas, want), nil
@@ -155,7 +161,7 @@ func rolloutStatus(d *appsv1.Deployment) (done bool, waiting string, fatal error
 		return false, fmt.Sprintf("%d of %d replicas ready", st.ReadyReplicas, want), nil
 	case st.AvailableReplicas < want:
 		return false, fmt.Sprintf("%d of %d replicas available", st.AvailableReplicas, want), nil
-	case st.UpdatedReplicas != want || st.Replicas != want || st.ReadyReplicas != want || st.AvailableReplicas != want:
+	case !settled(d) || st.ReadyReplicas != want:
 		return false, fmt.Sprintf("replicas %d, updated %d, ready %d, available %d; want %d", st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas, want), nil
 	}
 	return true, "", nil

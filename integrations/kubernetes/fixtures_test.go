@@ -116,10 +116,14 @@ func newEnv(t *testing.T, deps kubernetes.Deps, objs ...runtime.Object) *env {
 	t.Helper()
 	client := fake.NewClientset(objs...)
 	deps.Client = client
+	clock := enginetest.NewFakeClock(t0)
+	if deps.Clock == nil {
+		deps.Clock = clock
+	}
 	reg := engine.NewRegistry()
 	kube := kubernetes.New(deps)
 	kube.Register(reg)
-	return &env{t: t, reg: reg, kube: kube, client: client, clock: enginetest.NewFakeClock(t0)}
+	return &env{t: t, reg: reg, kube: kube, client: client, clock: clock}
 }
 
 // call builds a Call as the engine does (vars are the execution params).

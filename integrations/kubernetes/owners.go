@@ -26,6 +26,13 @@ type ownerError struct{ msg string }
 
 func (e *ownerError) Error() string { return e.msg }
 
+// missingError is a definite answer from the cluster that the Deployment
+// of a pod does not exist: the pod is gone and so is the Deployment its
+// name suggests.
+type missingError struct{ name, msg string }
+
+func (e *missingError) Error() string { return e.msg }
+
 func (k *Integration) cachedOwner(key string) (string, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -76,11 +83,16 @@ func (k *Integration) deploymentFor(ctx context.Context, cl Cluster, kctx, ns, p
 	p, err := cl.Client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		guess := engine.ExtractDeploymentName(pod)
-		if _, gerr := cl.Client.AppsV1().Deployments(ns).Get(ctx, guess, metav1.GetOptions{}); gerr == nil {
+		_, gerr := cl.Client.AppsV1().Deployments(ns).Get(ctx, guess, metav1.GetOptions{})
+		switch {
+		case gerr == nil:
 			k.log.Debug("pod is gone; using the deployment its name suggests", "namespace", ns, "pod", pod, "deployment", guess)
 			return guess, nil
+		case apierrors.IsNotFound(gerr):
+			return "", &missingError{guess, fmt.Sprintf("cannot find the deployment of pod %q: the pod is not in namespace %q and there is no deployment %q there; set params.deployment", pod, ns, guess)}
+		default:
+			return "", apiError(gerr, "get", deploymentRef(ns, guess))
 		}
-		return "", fmt.Errorf("cannot find the deployment of pod %q: the pod is not in namespace %q and there is no deployment %q there; set params.deployment", pod, ns, guess)
 	}
 	if err != nil {
 		return "", apiError(err, "get", podRef(ns, pod))
@@ -207,37 +219,49 @@ func deploymentVar(vars map[string]any) string {
 }
 
 // ResolveDeployment supplies the live `deployment` root: the Deployment
-// named by vars deployment, or owning vars podName, in vars namespace.
+// named by vars deployment, or owning vars podName, in vars namespace, as
+// a settled view of its current revision (see the package doc).
 func (k *Integration) ResolveDeployment(ctx context.Context, _ []string, vars map[string]any) (any, error) {
 	ctx, cancel := k.lookupCtx(ctx)
 	defer cancel()
-	kctx := varString(vars, "kubeContext")
-	cl, err := k.cluster(kctx)
+	cl, ns, name, err := k.target(ctx, vars)
 	if err != nil {
 		return nil, err
 	}
-	ns := varString(vars, "namespace")
-	if ns == "" {
-		return nil, errors.New("no namespace: the execution needs a namespace parameter to read the deployment")
-	}
-	if err := k.checkNamespace(ns); err != nil {
+	_, view, err := k.settledDeployment(ctx, cl, ns, name)
+	if err != nil {
 		return nil, err
 	}
-	name := deploymentVar(vars)
+	return deploymentMap(view)
+}
+
+// target finds the cluster, namespace and Deployment name the deployment
+// and healthcheck roots read: vars deployment, else the owner of vars
+// podName, in vars namespace, on the cluster of vars kubeContext.
+func (k *Integration) target(ctx context.Context, vars map[string]any) (cl Cluster, ns, name string, err error) {
+	kctx := varString(vars, "kubeContext")
+	cl, err = k.cluster(kctx)
+	if err != nil {
+		return Cluster{}, "", "", err
+	}
+	ns = varString(vars, "namespace")
+	if ns == "" {
+		return Cluster{}, "", "", errors.New("no namespace: the execution needs a namespace parameter to read the deployment")
+	}
+	if err := k.checkNamespace(ns); err != nil {
+		return Cluster{}, "", "", err
+	}
+	name = deploymentVar(vars)
 	if name == "" {
 		pod := varString(vars, "podName")
 		if pod == "" {
-			return nil, errors.New("no deployment or podName parameter to find the deployment from")
+			return Cluster{}, "", "", errors.New("no deployment or podName parameter to find the deployment from")
 		}
 		if name, err = k.deploymentFor(ctx, cl, kctx, ns, pod); err != nil {
-			return nil, err
+			return Cluster{}, ns, "", err
 		}
 	}
-	d, err := cl.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, apiError(err, "get", deploymentRef(ns, name))
-	}
-	return deploymentMap(d)
+	return cl, ns, name, nil
 }
 
 // ResolvePod supplies the live `pod` root: vars podName in vars namespace.

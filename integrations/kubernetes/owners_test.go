@@ -66,6 +66,8 @@ func (e *env) resolve(root string, vars map[string]any) (any, error) {
 		return e.kube.ResolveDeployment(context.Background(), nil, vars)
 	case "pod":
 		return e.kube.ResolvePod(context.Background(), nil, vars)
+	case "healthcheck":
+		return e.kube.ResolveHealthcheck(context.Background(), nil, vars)
 	}
 	e.t.Fatalf("no resolver %s", root)
 	return nil, nil

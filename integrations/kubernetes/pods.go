@@ -96,6 +96,11 @@ func deletePod(ctx context.Context, k *Integration, cl Cluster, c *engine.Call) 
 	return engine.Result{Output: out}, nil
 }
 
+// ErrNoExitStatus is what an ExecFunc returns when the command's stream
+// ended without reporting how the command exited; execCommand then
+// reports the exit code as unknown instead of 0.
+var ErrNoExitStatus = errors.New("the exec stream ended without an exit status")
+
 // maxExecOutput is how much of stdout and stderr the output keeps.
 const maxExecOutput = 4 << 10
 
@@ -128,7 +133,7 @@ func execCommand(ctx context.Context, k *Integration, cl Cluster, c *engine.Call
 		return engine.Result{}, err
 	}
 	stdout, stderr, err := run(ctx, ns, pod, container, cmd)
-	out := map[string]any{"stdout": trimOutput(stdout), "stderr": trimOutput(stderr), "exitCode": 0, "container": container}
+	out := map[string]any{"stdout": trimOutput(stdout), "stderr": trimOutput(stderr), "exitCode": 0, "exitCodeKnown": true, "container": container}
 	if err == nil {
 		return engine.Result{Output: out}, nil
 	}
@@ -145,10 +150,18 @@ func execCommand(ctx context.Context, k *Integration, cl Cluster, c *engine.Call
 		return engine.Result{Output: out}, fmt.Errorf("command %s in container %q of %s exited with code %d: %s",
 			excerpt(strings.Join(cmd, " ")), container, podRef(ns, pod), ee.ExitStatus(), detail)
 	}
+	// The command may have run, in part or whole, but how it ended is not
+	// known: never report that as exit code 0.
+	out["exitCode"], out["exitCodeKnown"] = nil, false
 	if ctx.Err() != nil {
-		return engine.Result{Output: out}, context.Cause(ctx)
+		return engine.Result{Output: out}, fmt.Errorf("command %s in container %q of %s: %w; its exit status is unknown",
+			excerpt(strings.Join(cmd, " ")), container, podRef(ns, pod), context.Cause(ctx))
 	}
-	return engine.Result{Output: out}, fmt.Errorf("cannot run a command in container %q of %s: %v", container, podRef(ns, pod), err)
+	if errors.Is(err, ErrNoExitStatus) {
+		return engine.Result{Output: out}, fmt.Errorf("command %s in container %q of %s: the connection ended without an exit status, so whether it succeeded is unknown",
+			excerpt(strings.Join(cmd, " ")), container, podRef(ns, pod))
+	}
+	return engine.Result{Output: out}, fmt.Errorf("cannot run a command in container %q of %s: %v; its exit status is unknown", container, podRef(ns, pod), err)
 }
 
 // pickContainer chooses the exec container like kubectl: the one named,

@@ -38,7 +38,7 @@ func TestExecCommand(t *testing.T) {
 	if got := strings.Join(fx.calls[0], "|"); got != "staging|api-server-abc123|app|sh|-c|ps aux --sort=-%mem | head -20" {
 		t.Errorf("exec call = %s", got)
 	}
-	if res.Output["stdout"] != "USER PID %MEM\nroot 1 42.0" || res.Output["exitCode"] != 0 || res.Output["container"] != "app" {
+	if res.Output["stdout"] != "USER PID %MEM\nroot 1 42.0" || res.Output["exitCode"] != 0 || res.Output["exitCodeKnown"] != true || res.Output["container"] != "app" {
 		t.Errorf("output = %v", res.Output)
 	}
 
@@ -65,13 +65,9 @@ func TestExecCommandFailures(t *testing.T) {
 	e := newEnv(t, kubernetes.Deps{Exec: fx.exec}, apiServer("staging")...)
 	res, err := e.run("execCommand", map[string]any{"namespace": "staging", "pod": "api-server-abc123", "command": []any{"pss"}}, nil)
 	wantErr(t, err, "exited with code 127", "pss: not found", `container "app" of pod "api-server-abc123"`)
-	if res.Output["exitCode"] != 127 || res.Output["stdout"] != "partial" {
+	if res.Output["exitCode"] != 127 || res.Output["exitCodeKnown"] != true || res.Output["stdout"] != "partial" {
 		t.Errorf("output = %v", res.Output)
 	}
-
-	fx.err = errors.New("error dialing backend: EOF")
-	_, err = e.run("execCommand", map[string]any{"namespace": "staging", "pod": "api-server-abc123", "command": "ls"}, nil)
-	wantErr(t, err, "cannot run a command", "error dialing backend")
 
 	_, err = e.run("execCommand", map[string]any{"namespace": "staging", "pod": "api-server-abc123", "container": "db", "command": "ls"}, nil)
 	wantErr(t, err, `no container "db"`, "containers: app, sidecar")
@@ -153,4 +149,55 @@ func TestDeletePod(t *testing.T) {
 	}
 	_, err := e.run("deletePod", map[string]any{"namespace": "staging", "pod": "x", "gracePeriodSeconds": -5}, nil)
 	wantErr(t, err, "gracePeriodSeconds")
+}
+
+// signalled is an ExitError of a command that did not exit (killed).
+type signalled struct{}
+
+func (signalled) Error() string   { return "signal: killed" }
+func (signalled) String() string  { return "signal: killed" }
+func (signalled) Exited() bool    { return false }
+func (signalled) ExitStatus() int { return -1 }
+
+func TestExecCommandUnknownExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"connection failed", errors.New("error dialing backend: EOF"), []string{"cannot run a command", "error dialing backend", "exit status is unknown"}},
+		{"stream ended without a status", kubernetes.ErrNoExitStatus, []string{"ended without an exit status", "unknown"}},
+		{"did not exit", signalled{}, []string{"signal: killed", "exit status is unknown"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := &fakeExec{stdout: "half the output", err: tc.err}
+			e := newEnv(t, kubernetes.Deps{Exec: fx.exec}, apiServer("staging")...)
+			res, err := e.run("execCommand", map[string]any{"namespace": "staging", "pod": "api-server-abc123", "command": "ls"}, nil)
+			wantErr(t, err, tc.want...)
+			if v, ok := res.Output["exitCode"]; !ok || v != nil || res.Output["exitCodeKnown"] != false {
+				t.Errorf("exitCode = %#v, exitCodeKnown = %#v; want nil and false", v, res.Output["exitCodeKnown"])
+			}
+			if res.Output["stdout"] != "half the output" {
+				t.Errorf("stdout = %q", res.Output["stdout"])
+			}
+		})
+	}
+}
+
+func TestExecCommandCancelled(t *testing.T) {
+	stop := errors.New("step timed out after 30s")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	e := newEnv(t, kubernetes.Deps{Exec: func(ctx context.Context, _, _, _ string, _ []string) (string, string, error) {
+		cancel(stop) // the step times out while the command runs
+		return "", "", ctx.Err()
+	}}, apiServer("staging")...)
+	spec, _ := e.reg.Lookup("kubernetes", "execCommand")
+	res, err := spec.Run.Run(ctx, e.call("execCommand", map[string]any{"namespace": "staging", "pod": "api-server-abc123", "command": "sleep 60"}, nil))
+	if !errors.Is(err, stop) {
+		t.Fatalf("err = %v, want the step's timeout", err)
+	}
+	wantErr(t, err, "exit status is unknown")
+	if res.Output["exitCode"] != nil || res.Output["exitCodeKnown"] != false {
+		t.Errorf("output = %v", res.Output)
+	}
 }

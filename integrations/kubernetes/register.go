@@ -30,14 +30,50 @@
 // Register also replaces the extractDeployment template filter with an
 // ownerReferences lookup (`{{ podName | extractDeployment }}` or
 // `{{ podName | extractDeployment(namespace) }}`), falling back to trimming
-// the pod name when the cluster cannot answer, and provides the live roots
-// `deployment` and `pod` for conditions such as
-// `deployment.status.readyReplicas == deployment.spec.replicas`.
+// the pod name when the cluster cannot answer, and provides three live
+// roots for conditions. Each finds its Deployment from the execution's
+// parameters: deployment (a name, or an object saved by a step), else the
+// Deployment owning podName, in namespace, on the cluster named by
+// kubeContext.
+//
+//   - `deployment` is the Deployment as a settled view of its current
+//     revision, so `deployment.status.readyReplicas ==
+//     deployment.spec.replicas` means what it says right after a change.
+//     While status.observedGeneration < metadata.generation (the
+//     controller has not acted on the change yet) the lookup waits for it,
+//     polling, for at most Deps.LookupTimeout; then it fails. While pods of
+//     an older revision remain, status.readyReplicas, availableReplicas and
+//     updatedReplicas count only the pods of the current revision's
+//     ReplicaSet (the one whose deployment.kubernetes.io/revision is the
+//     Deployment's). status.settled is true when the controller has caught
+//     up, updatedReplicas == spec.replicas == replicas and every updated
+//     replica is available. A Deployment nobody is changing reads as the
+//     API returns it (plus status.settled). checkDeploymentReady counts
+//     ready replicas the same way; waitForRollout waits until the view is
+//     settled and every replica ready.
+//   - `healthcheck` is the Deployment's health for rollback triggers such
+//     as `healthcheck.failed` with consecutiveFailures: a mapping of failed
+//     and healthy (bools), reason (for people: "2 of 3 replicas ready",
+//     "rollout stuck: ProgressDeadlineExceeded", `deployment "api" in
+//     namespace "x" not found`), readyReplicas and desiredReplicas (of the
+//     current revision, as above), settled, and deployment (its name).
+//     failed is true when the Deployment is missing, its Progressing
+//     condition is False (progress deadline exceeded), its Available
+//     condition is False, or every pod is of the current revision but fewer
+//     than spec.replicas are ready. healthy is true when it is not failed
+//     and settled. During a rollout that is still progressing both are
+//     false. An error that is not "not found" (the cluster cannot be
+//     reached, RBAC) is returned as an error: the check could not be made.
+//   - `pod` is vars podName in vars namespace.
+//
+// execCommand outputs exitCode and exitCodeKnown: when the command's exit
+// status is not known (the connection failed, or the stream ended without
+// a status), exitCode is null, exitCodeKnown false, and the error says so.
 //
 // Objects are exposed to templates and conditions as the maps
 // runtime.DefaultUnstructuredConverter produces (integers are int64),
-// without metadata.managedFields, and with the deployment status counters
-// present even when zero.
+// without metadata.managedFields, with the deployment status counters
+// present even when zero and status.settled added.
 package kubernetes
 
 import (
@@ -47,6 +83,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -65,7 +102,10 @@ const StepType = "kubernetes"
 // ExecFunc runs cmd in a container and returns what it wrote. A command
 // that ran but exited non-zero is reported as an error implementing
 // k8s.io/client-go/util/exec.ExitError (as remotecommand does), so its exit
-// code can be told from a failure to run it.
+// code can be told from a failure to run it. An ExecFunc that can tell a
+// stream which ended without an exit status from a success returns
+// ErrNoExitStatus for it; any other error means the exit status is
+// unknown.
 type ExecFunc func(ctx context.Context, namespace, pod, container string, cmd []string) (stdout, stderr string, err error)
 
 // Cluster is the clients for one cluster.
@@ -99,12 +139,16 @@ type Deps struct {
 	// scale, delete) and debug lines for lookups; nil discards them.
 	Logger *slog.Logger
 	// LookupTimeout bounds the cluster lookups of the extractDeployment
-	// filter and the deployment/pod resolvers (default 10s).
+	// filter and the deployment, healthcheck and pod resolvers, including
+	// the wait for the deployment controller to act on a change (default
+	// 10s).
 	LookupTimeout time.Duration
+	// Clock times the polls of those waits (default engine.SystemClock).
+	Clock engine.Clock
 }
 
-// Register adds the kubernetes actions, the deployment and pod resolvers
-// and the cluster-aware extractDeployment filter to reg. It is
+// Register adds the kubernetes actions, the deployment, healthcheck and pod
+// resolvers and the cluster-aware extractDeployment filter to reg. It is
 // New(deps).Register(reg).
 func Register(reg *engine.Registry, deps Deps) {
 	New(deps).Register(reg)
@@ -114,8 +158,9 @@ func Register(reg *engine.Registry, deps Deps) {
 // filter share a cache of pod → Deployment answers and per-cluster exec
 // clients.
 type Integration struct {
-	deps Deps
-	log  *slog.Logger
+	deps  Deps
+	log   *slog.Logger
+	clock engine.Clock
 
 	mu     sync.Mutex
 	owners map[string]string   // "context/namespace/pod" → deployment
@@ -131,16 +176,21 @@ func New(deps Deps) *Integration {
 	if deps.LookupTimeout <= 0 {
 		deps.LookupTimeout = 10 * time.Second
 	}
-	return &Integration{deps: deps, log: log, owners: map[string]string{}, execs: map[string]ExecFunc{}}
+	clock := deps.Clock
+	if clock == nil {
+		clock = engine.SystemClock{}
+	}
+	return &Integration{deps: deps, log: log, clock: clock, owners: map[string]string{}, execs: map[string]ExecFunc{}}
 }
 
-// Register adds the actions (Specs), the `deployment` and `pod` resolvers
-// and the extractDeployment filter to reg.
+// Register adds the actions (Specs), the `deployment`, `healthcheck` and
+// `pod` resolvers and the extractDeployment filter to reg.
 func (k *Integration) Register(reg *engine.Registry) {
 	for _, a := range k.Specs() {
 		reg.Register(a)
 	}
 	reg.Resolver("deployment", k.ResolveDeployment)
+	reg.Resolver("healthcheck", k.ResolveHealthcheck)
 	reg.Resolver("pod", k.ResolvePod)
 	reg.Filter("extractDeployment", k.ExtractDeployment)
 }
@@ -276,24 +326,45 @@ func podRef(ns, name string) string {
 
 // lookupCtx bounds a resolver or filter lookup.
 func (k *Integration) lookupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, k.deps.LookupTimeout)
+	return context.WithTimeoutCause(ctx, k.deps.LookupTimeout, errLookupTimeout)
 }
+
+// ErrNoKubeconfig is returned (wrapped) by RESTConfig when there is no
+// Kubernetes configuration at all.
+var ErrNoKubeconfig = errors.New("no Kubernetes configuration: set KUBECONFIG, put a kubeconfig at ~/.kube/config, or run in a cluster (KUBERNETES_SERVICE_HOST)")
 
 // RESTConfig loads the REST config for a kubeconfig context ("" = the
 // current one). With kubeconfig "" it uses the in-cluster service account
 // when running in a pod, else $KUBECONFIG or ~/.kube/config.
 func RESTConfig(kubeconfig, context string) (*rest.Config, error) {
+	var inCluster error
 	if kubeconfig == "" && context == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
-		if cfg, err := rest.InClusterConfig(); err == nil {
+		cfg, err := rest.InClusterConfig()
+		if err == nil {
 			return cfg, nil
 		}
+		inCluster = err
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if kubeconfig != "" {
 		rules.ExplicitPath = kubeconfig
+	} else if os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "" {
+		// clientcmd fixes ~/.kube/config when the program starts; read
+		// HOME now, as the error message says.
+		if home, err := os.UserHomeDir(); err == nil {
+			rules.Precedence = []string{filepath.Join(home, clientcmd.RecommendedHomeDir, clientcmd.RecommendedFileName)}
+		}
 	}
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
 	if err != nil {
+		if clientcmd.IsEmptyConfig(err) && kubeconfig == "" {
+			// client-go's message suggests KUBERNETES_MASTER, which is
+			// not how runbookbot finds a cluster.
+			if inCluster != nil {
+				return nil, fmt.Errorf("%w (the in-cluster configuration failed: %v)", ErrNoKubeconfig, inCluster)
+			}
+			return nil, ErrNoKubeconfig
+		}
 		if context != "" {
 			return nil, fmt.Errorf("kubeconfig context %q: %w", context, err)
 		}

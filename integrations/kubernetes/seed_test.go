@@ -117,15 +117,60 @@ func (w *seedWorld) waitStep(name string) {
 	}
 }
 
+// outcome waits for the execution to end, moving the fake clock through
+// the post-change watch (the healthcheck and metric rollback triggers are
+// polled on it) once the watch has started.
 func (w *seedWorld) outcome(id string) engine.Outcome {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := w.eng.Wait(ctx, id)
-	if err != nil {
-		w.t.Fatal(err)
+	type result struct {
+		out engine.Outcome
+		err error
 	}
-	return out
+	done := make(chan result, 1)
+	go func() {
+		out, err := w.eng.Wait(ctx, id)
+		done <- result{out, err}
+	}()
+	watching := false
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				w.t.Fatal(r.err)
+			}
+			return r.out
+		case e := <-w.events:
+			if e.ExecutionID == id && e.Type == engine.EventWatchStarted {
+				watching = true
+			}
+			continue
+		default:
+		}
+		if !watching {
+			select {
+			case r := <-done:
+				done <- r
+			case e := <-w.events:
+				if e.ExecutionID == id && e.Type == engine.EventWatchStarted {
+					watching = true
+				}
+			case <-ctx.Done():
+				w.t.Fatalf("execution %s did not finish", id)
+			}
+			continue
+		}
+		// Parked on the watch's next check: move to it.
+		wctx, wcancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		if w.clock.WaitTimers(wctx, 1) == nil {
+			w.clock.Advance(10 * time.Second)
+		}
+		wcancel()
+		if ctx.Err() != nil {
+			w.t.Fatalf("execution %s did not finish its watch", id)
+		}
+	}
 }
 
 // finished maps phase:step to the step's last finished event.
@@ -168,6 +213,20 @@ func TestSeedRunbookRestarts(t *testing.T) {
 	}
 	if got := w.getDeployment("staging", "api-server").Spec.Template.Annotations[kubernetes.RestartedAtAnnotation]; got == "" {
 		t.Error("deployment not restarted")
+	}
+	// The watch asked the healthcheck root, which answered: healthy.
+	evs, _ := w.store.Events(context.Background(), id)
+	checks := 0
+	for _, e := range evs {
+		if e.Type == engine.EventWatchCheck && e.Watch != nil && e.Watch.Condition == "healthcheck.failed" {
+			checks++
+			if e.Watch.Held || e.Watch.Error != "" {
+				t.Errorf("healthcheck watch check = %+v", e.Watch)
+			}
+		}
+	}
+	if checks == 0 {
+		t.Error("the watch never checked healthcheck.failed")
 	}
 	if len(w.exec.calls) != 1 || len(w.gcCalls) != 1 {
 		t.Fatalf("exec calls %d, gc calls %d", len(w.exec.calls), len(w.gcCalls))

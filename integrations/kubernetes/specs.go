@@ -42,7 +42,7 @@ func (k *Integration) Specs() []engine.ActionSpec {
 			// Mutating: a command can change anything in the container.
 			Type: StepType, Action: "execCommand", Run: action{k, execCommand}, Mutating: true,
 			Required: []string{"namespace", "pod", "command"},
-			Outputs:  []string{"stdout", "stderr", "exitCode", "container"},
+			Outputs:  []string{"stdout", "stderr", "exitCode", "exitCodeKnown", "container"},
 			Estimate: fixed(10 * time.Second), Validate: validateCommand,
 		},
 		{

@@ -43,7 +43,8 @@ func objectMap(obj runtime.Object) (map[string]any, error) {
 }
 
 // deploymentMap is objectMap for a Deployment, with kind and apiVersion set,
-// spec.replicas defaulted and the status counters present.
+// spec.replicas defaulted, the status counters present and status.settled
+// added.
 func deploymentMap(d *appsv1.Deployment) (map[string]any, error) {
 	c := d.DeepCopy()
 	c.APIVersion, c.Kind = "apps/v1", "Deployment"
@@ -69,6 +70,7 @@ func deploymentMap(d *appsv1.Deployment) (map[string]any, error) {
 			status[k] = int64(0)
 		}
 	}
+	status["settled"] = settled(d)
 	return m, nil
 }
 
