@@ -23,8 +23,12 @@
 // The output has status, headers (a selection: Content-Type, Location,
 // Retry-After, ETag, Last-Modified, request ids), body (parsed JSON when the
 // response is JSON, else text cut to 4 KB), durationMs, attempts and url.
-// Errors and the output name the URL without userinfo and with
-// credential-like query values masked; they never include request headers.
+// Logs, errors and the output name the URL as the runbook's template when
+// the url param is templated (the rendered URL may carry a secret in its
+// path or query), else the URL without userinfo and with credential-like
+// query values masked; either passes through the execution's secret
+// masking (engine.Call.Redact), as do error messages. They never include
+// request headers or bodies.
 package http
 
 import (
@@ -63,8 +67,8 @@ type Deps struct {
 	// Client sends the requests; nil uses a client of its own. Its
 	// Timeout, if any, bounds each attempt on the wall clock.
 	Client *http.Client
-	// Logger receives one debug line per attempt (method, URL without
-	// credentials, status); nil discards them.
+	// Logger receives one debug line per attempt (method, the URL as
+	// shown in errors, status); nil discards them.
 	Logger *slog.Logger
 	// Retries is the default number of retries: 0 means DefaultRetries,
 	// negative means none.
@@ -118,8 +122,27 @@ type action struct {
 var _ engine.Action = action{}
 
 // Run sends the request, retrying on 5xx, 429, timeouts and connection
-// errors with doubling backoff on the call's clock.
+// errors with doubling backoff on the call's clock. Its error passes
+// through the call's secret masking (a response may echo what was sent).
 func (a action) Run(ctx context.Context, c *engine.Call) (engine.Result, error) {
+	res, err := a.run(ctx, c)
+	if err != nil {
+		err = &redactedError{msg: redactor(c)(err.Error()), err: err}
+	}
+	return res, err
+}
+
+// redactedError is an error whose message has the execution's secrets
+// masked, keeping the cause for errors.Is/As.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func (a action) run(ctx context.Context, c *engine.Call) (engine.Result, error) {
 	rq, err := a.h.parseRequest(a.method, c)
 	if err != nil {
 		return engine.Result{}, err
@@ -148,7 +171,7 @@ func (a action) Run(ctx context.Context, c *engine.Call) (engine.Result, error) 
 			failure = fmt.Errorf("%s %s returned %d %s, expected %s%s", rq.method, rq.shown, status, http.StatusText(status), rq.expectText(), bodyExcerpt(out))
 			retry = status >= 500 || status == http.StatusTooManyRequests
 		}
-		a.h.log.Debug("http call failed", "method", rq.method, "url", rq.shown, "status", status, "attempt", attempt, "retry", retry && attempt <= rq.retries, "err", failure)
+		a.h.log.Debug("http call failed", "method", rq.method, "url", rq.shown, "status", status, "attempt", attempt, "retry", retry && attempt <= rq.retries, "err", rq.redact(failure.Error()))
 		if !retry || attempt > rq.retries {
 			if attempt > 1 {
 				failure = fmt.Errorf("%w (after %d attempts)", failure, attempt)

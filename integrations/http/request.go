@@ -22,9 +22,13 @@ const maxRetries = 10
 
 // request is a step's params, checked.
 type request struct {
-	method  string
-	url     *url.URL
-	shown   string // url for people: no userinfo, credentials masked
+	method string
+	url    *url.URL
+	// shown is the URL for logs, errors and the output: the runbook's
+	// template when the URL is templated (the rendered one may hold a
+	// secret), else the URL without userinfo and with credentials masked.
+	shown   string
+	redact  func(string) string // masks the execution's secrets
 	header  http.Header
 	body    []byte
 	timeout time.Duration // per attempt; 0 = only the step's
@@ -64,12 +68,17 @@ func (rq *request) expectText() string {
 
 // parseRequest reads and checks the params of a call.
 func (h *handler) parseRequest(method string, c *engine.Call) (*request, error) {
-	rq := &request{method: method, header: http.Header{}, retries: h.retries, backoff: h.backoff}
+	rq := &request{method: method, header: http.Header{}, retries: h.retries, backoff: h.backoff, redact: redactor(c)}
 	u, err := parseURL(c.Params["url"])
 	if err != nil {
 		return nil, err
 	}
-	rq.url, rq.shown = u, RedactURL(u)
+	rq.url = u
+	if tmpl := urlTemplate(c); tmpl != "" {
+		rq.shown = rq.redact(RedactURLTemplate(tmpl))
+	} else {
+		rq.shown = rq.redact(RedactURL(u))
+	}
 	if err := addHeaders(rq.header, c.Params["headers"]); err != nil {
 		return nil, err
 	}
@@ -241,13 +250,9 @@ func RedactURL(u *url.URL) string {
 			c.RawQuery = "REDACTED"
 		} else {
 			for name, vals := range q {
-				lower := strings.ToLower(name)
-				for _, s := range sensitiveQuery {
-					if strings.Contains(lower, s) {
-						for i := range vals {
-							vals[i] = "REDACTED"
-						}
-						break
+				if credentialName(name) {
+					for i := range vals {
+						vals[i] = "REDACTED"
 					}
 				}
 			}
@@ -255,6 +260,73 @@ func RedactURL(u *url.URL) string {
 		}
 	}
 	return c.String()
+}
+
+// redactor returns the call's secret masking, or no masking when the
+// call has none (tests, dry runs of static params).
+func redactor(c *engine.Call) func(string) string {
+	if c.Redact != nil {
+		return c.Redact
+	}
+	return func(s string) string { return s }
+}
+
+// urlTemplate is the url param as the runbook wrote it when it holds a
+// template, else "".
+func urlTemplate(c *engine.Call) string {
+	if c.Step == nil {
+		return ""
+	}
+	tmpl, ok := c.Step.Params.Values["url"].(string)
+	if !ok || !engine.HasTemplate(tmpl) {
+		return ""
+	}
+	return strings.TrimSpace(tmpl)
+}
+
+// RedactURLTemplate is RedactURL for a URL template as written in a
+// runbook: userinfo is dropped and the literal values of credential-like
+// query parameters are replaced by REDACTED; template expressions are kept
+// as written, since they show where a value comes from, not the value.
+func RedactURLTemplate(tmpl string) string {
+	rest, scheme := tmpl, ""
+	if i := strings.Index(rest, "://"); i >= 0 {
+		scheme, rest = rest[:i+3], rest[i+3:]
+	}
+	authority, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
+	}
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		authority = authority[i+1:]
+	}
+	path, query := tail, ""
+	if i := strings.Index(tail, "?"); i >= 0 {
+		path, query = tail[:i], tail[i+1:]
+	}
+	if query == "" {
+		return scheme + authority + path
+	}
+	parts := strings.Split(query, "&")
+	for i, p := range parts {
+		name, value, ok := strings.Cut(p, "=")
+		if ok && credentialName(name) && !engine.HasTemplate(value) {
+			parts[i] = name + "=REDACTED"
+		}
+	}
+	return scheme + authority + path + "?" + strings.Join(parts, "&")
+}
+
+// credentialName reports whether a query parameter name looks like it
+// carries a credential.
+func credentialName(name string) bool {
+	lower := strings.ToLower(name)
+	for _, s := range sensitiveQuery {
+		if strings.Contains(lower, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // newHTTPRequest builds one attempt's request.
