@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/engine/enginetest"
@@ -27,7 +28,16 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("apiVersion: runbooks/v1\nkind: Runbook\nmetadata: {name: a, version: \"1\"}\ntrigger: {type: manual}\nparameters:\n  - {name: n, type: integer, default: 2}\nsteps:\n  - name: s\n    type: wait\n    action: until\n    params: {condition: \"n > 1\", timeout: 1s}\n    requiresApproval: {type: auto, conditions: [\"context.restartCount < n\"]}\n"))
 	f.Add([]byte("a: &x [*x]"))
 	reg := enginetest.NewCluster().Registry()
+	// Mutated conditions can be slow on purpose (nested loops): they are
+	// stopped at the evaluation limit, which here is short so the fuzzer
+	// keeps its pace.
+	engine.EvalLimit = 20 * time.Millisecond
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 16<<10 {
+			// Large inputs cost the fuzzer seconds each and find nothing
+			// small ones do not (the size cap has its own test).
+			t.Skip()
+		}
 		cat, diags := engine.LoadSources(reg, []string{"f.yaml"}, map[string][]byte{"f.yaml": data})
 		for _, d := range diags {
 			if d.File != "f.yaml" || d.Message == "" {

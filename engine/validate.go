@@ -76,6 +76,7 @@ type validator struct {
 
 func validateRunbook(rb *Runbook, reg *Registry, secretNames map[string]bool) Diagnostics {
 	v := &validator{d: &decoder{file: rb.File}, rb: rb, reg: reg}
+	v.dropEmptySteps()
 	v.header()
 	v.sc = scope{params: map[string]bool{}, state: map[string]bool{}, outputs: map[string]bool{}, secrets: secretNames, resolved: map[string]bool{}}
 	for r := range reg.resolvers {
@@ -117,6 +118,29 @@ func validateRunbook(rb *Runbook, reg *Registry, secretNames map[string]bool) Di
 	v.approvals(names)
 	v.rollback(names)
 	return v.d.diags
+}
+
+// dropEmptySteps reports list items with nothing in them (`- ` alone) and
+// removes them, so nothing after has to expect a missing step.
+func (v *validator) dropEmptySteps() {
+	drop := func(list []*Step, what string) []*Step {
+		out := list[:0]
+		for i, s := range list {
+			if s == nil {
+				v.d.at(v.rb.Pos.Of(what), "give the step a name, type and action, or remove the empty item", "%s[%d] is empty", what, i)
+				continue
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	v.rb.Preconditions = drop(v.rb.Preconditions, "preconditions")
+	v.rb.Steps = drop(v.rb.Steps, "steps")
+	if v.rb.Rollback != nil {
+		for i := range v.rb.Rollback.Procedures {
+			v.rb.Rollback.Procedures[i].Steps = drop(v.rb.Rollback.Procedures[i].Steps, "rollback")
+		}
+	}
 }
 
 func (v *validator) header() {
