@@ -527,15 +527,24 @@ func (e *Engine) qualify(ctx context.Context, user string, refs []ApproverRef) (
 		ok, err := e.cfg.Approvers.Satisfies(ctx, user, ApproverRef{Type: "permission", Value: "approvals:respond"})
 		return nil, ok, err
 	}
+	// A check that cannot be answered (a chat group that did not resolve)
+	// only matters when nothing else lets the user approve.
 	var sat []int
+	var firstErr error
 	for i, r := range refs {
 		ok, err := e.cfg.Approvers.Satisfies(ctx, user, r)
 		if err != nil {
-			return nil, false, err
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
 		}
 		if ok {
 			sat = append(sat, i)
 		}
+	}
+	if len(sat) == 0 && firstErr != nil {
+		return nil, false, firstErr
 	}
 	return sat, len(sat) > 0, nil
 }

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +345,38 @@ func TestDecideDoesNoIOUnderTheRunLock(t *testing.T) {
 	}
 	if out := h.outcome(id); out != engine.OutcomeAborted {
 		t.Errorf("outcome = %s, want aborted", out)
+	}
+}
+
+// brokenGroupApprovers cannot answer for one group (its chat group did not
+// resolve) but can for the others.
+type brokenGroupApprovers struct {
+	engine.Approvers
+	broken string
+}
+
+func (b brokenGroupApprovers) Satisfies(ctx context.Context, user string, ref engine.ApproverRef) (bool, error) {
+	if ref.Value == b.broken {
+		return false, errors.New("chat group of " + b.broken + " could not be resolved")
+	}
+	return b.Approvers.Satisfies(ctx, user, ref)
+}
+
+// An approver group that cannot be resolved refuses only those who depend
+// on it: someone qualifying through another approver still votes.
+func TestUnresolvableApproverGroupDeniesOnlyItsDependants(t *testing.T) {
+	ap := brokenGroupApprovers{Approvers: team, broken: "oncall-primary"}
+	h := newHarness(t, enginetest.NewCluster(), ap, writeRunbook(t, gatedRunbook))
+	h.start("gated", "alice", map[string]any{"target": "checkout"})
+	a := h.waitEvent("approval", isType(engine.EventApprovalRequested)).Approval
+	res, err := decide(h, a.ID, "pete", engine.DecisionApprove, "", "")
+	if err != nil {
+		t.Fatalf("pete (platform-team) was refused because oncall-primary could not be resolved: %v", err)
+	}
+	if res.Final {
+		t.Errorf("one vote decided an approval that needs the required oncall-primary approver")
+	}
+	if _, err := decide(h, a.ID, "zed", engine.DecisionApprove, "", ""); err == nil || !strings.Contains(err.Error(), "could not be resolved") {
+		t.Errorf("someone in no group: err = %v, want the resolution failure explained", err)
 	}
 }
