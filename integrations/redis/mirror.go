@@ -102,6 +102,12 @@ func WithMirrorLogger(l *slog.Logger) MirrorOption { return func(m *Mirror) { m.
 // a minute (default 10,000 events).
 func WithLagWarning(n uint64) MirrorOption { return func(m *Mirror) { m.lagWarn = n } }
 
+// WithFlushOnStop makes Run, once its context ends, go on shipping what the
+// source holds for up to d (see Flush), so that a clean shutdown leaves the
+// stream complete; what it could not ship is logged, and shipped by the
+// next mirror on the same stream.
+func WithFlushOnStop(d time.Duration) MirrorOption { return func(m *Mirror) { m.stopFlush = d } }
+
 // Mirror ships the events of an engine.Store to a Redis Stream for audit,
 // one entry per event (see AuditFields), in Pos order and therefore in
 // per-execution order.
@@ -131,6 +137,7 @@ type Mirror struct {
 	clock     engine.Clock
 	log       *slog.Logger
 	lagWarn   uint64
+	stopFlush time.Duration
 
 	wake chan struct{}
 
@@ -225,8 +232,9 @@ func (m *Mirror) Lag() uint64 {
 // Run ships events until ctx ends, and returns ctx's error. After shipping
 // it looks again at once; when caught up it waits for Notify or the poll
 // interval. Failures are counted, logged and retried with backoff; no event
-// is skipped.
+// is skipped. With WithFlushOnStop it flushes before returning.
 func (m *Mirror) Run(ctx context.Context) error {
+	defer m.flushOnStop(ctx)
 	attempt := 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -278,6 +286,46 @@ func (m *Mirror) Drain(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// Flush ships everything the source holds now, retrying failures with the
+// mirror's backoff until the stream has caught up or ctx ends. On failure
+// the error says how far behind the stream was left. Shutdowns and one-off
+// commands use it with a deadline.
+func (m *Mirror) Flush(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := m.Drain(ctx)
+		if err == nil {
+			return nil
+		}
+		m.failing.Store(true)
+		if ctx.Err() != nil || !m.wait(ctx, m.backoff.Delay(attempt), false) {
+			return fmt.Errorf("audit stream %s left %s behind: %w", m.stream, m.behind(), err)
+		}
+	}
+}
+
+// behind describes the lag for an error message.
+func (m *Mirror) behind() string {
+	if m.head.Load() == 0 {
+		return "an unknown number of events"
+	}
+	return fmt.Sprintf("%d events", m.Lag())
+}
+
+// flushOnStop is Run's last act with WithFlushOnStop.
+func (m *Mirror) flushOnStop(ctx context.Context) {
+	if m.stopFlush <= 0 {
+		return
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.stopFlush)
+	defer cancel()
+	if err := m.Flush(fctx); err != nil {
+		m.log.Warn("audit mirror: not everything was shipped before stopping; the next start ships the rest",
+			"stream", m.stream, "err", err, "lag", m.Lag())
+		return
+	}
+	m.log.Info("audit mirror: flushed before stopping", "stream", m.stream, "cursor", m.cur.Load())
 }
 
 // wait blocks for d on the clock, or until Notify when wakeable. It returns
