@@ -18,6 +18,18 @@ type Plan struct {
 	ApprovalsNeeded  int            `json:"approvalsNeeded"`
 	EstimatedSeconds int            `json:"estimatedSeconds"`
 	Rollback         []PlanStep     `json:"rollback,omitempty"`
+	// Watch is the post-change watch of the metric and health rollback
+	// triggers; WatchSeconds is how long it lasts.
+	Watch        []PlanWatch `json:"watch,omitempty"`
+	WatchSeconds int         `json:"watchSeconds,omitempty"`
+}
+
+// PlanWatch is one watched rollback trigger.
+type PlanWatch struct {
+	Condition    string `json:"condition"`
+	EverySeconds int    `json:"everySeconds"`
+	Checks       int    `json:"checks"`
+	Procedure    string `json:"procedure"`
 }
 
 // PlanStep is one step of a plan. Preconditions are named
@@ -78,6 +90,13 @@ func DryRun(ctx context.Context, reg *Registry, rb *Runbook, in map[string]any, 
 		p.add(ps)
 	}
 	if rb.Rollback != nil {
+		var plans []*watchPlan
+		for _, t := range x.watchTriggers() {
+			every, needed := WatchSchedule(t)
+			plans = append(plans, &watchPlan{every: every, needed: needed})
+			p.Watch = append(p.Watch, PlanWatch{Condition: t.Condition, EverySeconds: int(every.Seconds()), Checks: needed, Procedure: t.Action})
+		}
+		p.WatchSeconds = int(watchLength(plans).Seconds())
 		for _, proc := range rb.Rollback.Procedures {
 			for _, st := range proc.Steps {
 				ps := planStep(ctx, reg, st, env, 30*time.Second)
@@ -217,6 +236,12 @@ func (p *Plan) Text() string {
 		js, _ := json.MarshalIndent(s.Params, "  ", "    ")
 		fmt.Fprintf(&b, "  Would execute: %s\n", js)
 		fmt.Fprintf(&b, "  Estimated duration: %ds\n", s.EstimatedSeconds)
+	}
+	if len(p.Watch) > 0 {
+		fmt.Fprintf(&b, "\n%s\nAfter the last step, watch for %ds (not in the estimate) and roll back if:\n", thin, p.WatchSeconds)
+		for _, w := range p.Watch {
+			fmt.Fprintf(&b, "  - %s holds %d checks in a row, every %ds (%s)\n", w.Condition, w.Checks, w.EverySeconds, w.Procedure)
+		}
 	}
 	if len(p.Rollback) > 0 {
 		b.WriteString("\n" + thin + "\nOn failure, rollback would run:\n")
