@@ -22,7 +22,8 @@
 //
 // The output has status, headers (a selection: Content-Type, Location,
 // Retry-After, ETag, Last-Modified, request ids), body (parsed JSON when the
-// response is JSON, else text cut to 4 KB), durationMs, attempts and url.
+// response is JSON, else text cut to 4 KB), durationMs, attempts and url
+// (the URL as errors name it, below).
 // Logs, errors and the output name the URL as the runbook's template when
 // the url param is templated (the rendered URL may carry a secret in its
 // path or query), else the URL without userinfo and with credential-like
