@@ -7,12 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/runbookbot/runbookbot/engine"
+	"github.com/runbookbot/runbookbot/integrations/redis"
 )
 
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -42,7 +44,14 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return exitFailure
 	}
 	defer store.Close()
-	eng := engine.New(engine.Config{Store: store, Registry: reg, Catalog: cat, Secrets: envSecrets{}, DefaultStepTimeout: 10 * time.Minute})
+	defer shipAudit(store, stderr) // after the engine has stopped
+	cfg := engine.Config{Store: store, Registry: reg, Catalog: cat, Secrets: envSecrets{}, DefaultStepTimeout: 10 * time.Minute}
+	if rs, ok := store.(*redis.Store); ok {
+		// serve replicas may share this store: the lease keeps them from
+		// taking the execution over while this command drives it.
+		cfg.Leases, cfg.Owner = rs, hostOwner()
+	}
+	eng := engine.New(cfg)
 	defer eng.Close()
 	events := make(chan engine.Event, 1024)
 	total := len(rb.Preconditions) + len(rb.Steps)
@@ -108,6 +117,36 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 				return outcomeCode(e.Outcome)
 			}
 		}
+	}
+}
+
+// auditFlushTimeout bounds how long run waits at exit for the audit stream.
+const auditFlushTimeout = 10 * time.Second
+
+// shipAudit leaves the events of a run in the Redis audit stream before the
+// command exits, as serve's mirror would (same stream, same cursor, so
+// nothing is shipped twice): to RUNBOOKBOT_AUDIT_REDIS, else to the Redis
+// store's own server. With the embedded store there is nothing to do.
+func shipAudit(store engine.Store, stderr io.Writer) {
+	rs, ok := store.(*redis.Store)
+	if !ok {
+		return
+	}
+	client := rs.Client()
+	if url := os.Getenv("RUNBOOKBOT_AUDIT_REDIS"); url != "" {
+		c, err := redis.NewClient(url)
+		if err != nil {
+			fmt.Fprintf(stderr, "runbookbot: audit stream: %v; a running serve ships these events later\n", err)
+			return
+		}
+		defer c.Close()
+		client = c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), auditFlushTimeout)
+	defer cancel()
+	m := redis.NewMirror(store, client, redis.WithMirrorLogger(slog.New(slog.DiscardHandler)))
+	if err := m.Flush(ctx); err != nil {
+		fmt.Fprintf(stderr, "runbookbot: %v; a running serve ships the rest later\n", err)
 	}
 }
 
