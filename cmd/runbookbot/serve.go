@@ -142,7 +142,8 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 			store.Close()
 			return nil, fmt.Errorf("audit stream: %w", err)
 		}
-		m := redis.NewMirror(store, client, redis.WithMirrorLogger(log))
+		// A clean shutdown ships what is stored before the mirror stops.
+		m := redis.NewMirror(store, client, redis.WithMirrorLogger(log), redis.WithFlushOnStop(10*time.Second))
 		eng.Subscribe(func(engine.Event) { m.Notify() })
 		met.Gauge("runbookbot_audit_mirror_lag_events", "Events stored but not yet in the Redis audit stream", func() float64 { return float64(m.Lag()) })
 		met.Counter("runbookbot_audit_mirror_errors_total", "Failed attempts to ship audit events", func() float64 { return float64(m.Stats().Errors) })
