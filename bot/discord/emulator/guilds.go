@@ -1,7 +1,9 @@
 package emulator
 
 import (
+	"cmp"
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -143,11 +145,7 @@ func (s *Server) getMember(c *call) {
 
 // sortedIDs returns snowflakes in numeric order.
 func sortedIDs(ids []string) []string {
-	out := append([]string(nil), ids...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && idNum(out[j]) < idNum(out[j-1]); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	out := slices.Clone(ids)
+	slices.SortFunc(out, func(a, b string) int { return cmp.Compare(idNum(a), idNum(b)) })
 	return out
 }

@@ -2,8 +2,8 @@ package emulator
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
-	"time"
 )
 
 // Flags a bot may set on a channel message.
@@ -284,7 +284,7 @@ func (s *Server) react(c *call, add bool) {
 	users := m.Reactions[emoji]
 	me := s.opts.ApplicationID
 	switch {
-	case add && !contains(users, me):
+	case add && !slices.Contains(users, me):
 		m.Reactions[emoji] = append(users, me)
 	case !add:
 		var keep []string
@@ -344,17 +344,9 @@ func (s *Server) React(userID, messageID, emoji string) error {
 	if m.Reactions == nil {
 		m.Reactions = map[string][]string{}
 	}
-	if !contains(m.Reactions[emoji], userID) {
+	if !slices.Contains(m.Reactions[emoji], userID) {
 		m.Reactions[emoji] = append(m.Reactions[emoji], userID)
 	}
 	s.notifyLocked()
 	return nil
-}
-
-// lastEdit reports when m last changed (for the UI).
-func lastEdit(m *Message) time.Time {
-	if !m.EditedTimestamp.IsZero() {
-		return m.EditedTimestamp
-	}
-	return m.Timestamp
 }

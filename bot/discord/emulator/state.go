@@ -3,6 +3,7 @@ package emulator
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -247,7 +248,7 @@ func (s *Server) AddRole(r Role) string {
 func (s *Server) GrantRole(roleID, userID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.roles[roleID]; r != nil && !contains(r.Members, userID) {
+	if r := s.roles[roleID]; r != nil && !slices.Contains(r.Members, userID) {
 		r.Members = append(r.Members, userID)
 		s.notifyLocked()
 	}
@@ -276,7 +277,7 @@ func (s *Server) Roles(guildID string) []Role {
 func (s *Server) memberRolesLocked(guildID, userID string) []string {
 	out := []string{}
 	for _, id := range s.roleOrder {
-		if r := s.roles[id]; r.GuildID == guildID && r.ID != guildID && contains(r.Members, userID) {
+		if r := s.roles[id]; r.GuildID == guildID && r.ID != guildID && slices.Contains(r.Members, userID) {
 			out = append(out, r.ID)
 		}
 	}
@@ -508,15 +509,6 @@ func (s *Server) GlobalRateLimited() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.globalHits
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func errorf(format string, args ...any) error {

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -155,7 +156,7 @@ func (s *Server) joinThread(c *call) {
 }
 
 func (s *Server) addThreadMemberLocked(t *channel, userID string) {
-	if contains(t.Members, userID) {
+	if slices.Contains(t.Members, userID) {
 		return
 	}
 	t.Members = append(t.Members, userID)
@@ -214,7 +215,7 @@ func (s *Server) getActiveThreads(c *call) {
 		t := s.channels[id]
 		if t.GuildID == g.ID && t.ParentID != "" && !t.Archived {
 			threads = append(threads, s.wireChannelLocked(t))
-			if contains(t.Members, s.opts.ApplicationID) {
+			if slices.Contains(t.Members, s.opts.ApplicationID) {
 				members = append(members, s.wireThreadMemberLocked(t, s.opts.ApplicationID))
 			}
 		}

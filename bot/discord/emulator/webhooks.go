@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -259,7 +260,7 @@ func (c *call) webhookMessageLocked() (*Message, webhookTarget) {
 	if t.in != nil {
 		if id == "" { // @original
 			id = t.in.OriginalID
-		} else if id != t.in.OriginalID && !contains(t.in.Followups, id) {
+		} else if id != t.in.OriginalID && !slices.Contains(t.in.Followups, id) {
 			id = ""
 		}
 		if id != "" {

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -223,7 +224,7 @@ func (s *Server) wireMessageLocked(m *Message) obj {
 		for _, e := range sortedKeys(m.Reactions) {
 			us := m.Reactions[e]
 			rs = append(rs, obj{"emoji": obj{"id": nil, "name": e}, "count": len(us),
-				"me": contains(us, s.opts.ApplicationID), "burst_colors": []string{},
+				"me": slices.Contains(us, s.opts.ApplicationID), "burst_colors": []string{},
 				"count_details": obj{"burst": 0, "normal": len(us)}, "me_burst": false, "burst_count": 0})
 		}
 		o["reactions"] = rs
@@ -238,7 +239,7 @@ func (s *Server) wireMessageLocked(m *Message) obj {
 func (s *Server) wireMessageForLocked(m *Message, contentIntent bool) obj {
 	o := s.wireMessageLocked(m)
 	if contentIntent || m.Author == s.opts.ApplicationID || m.ApplicationID == s.opts.ApplicationID ||
-		m.GuildID == "" || contains(m.Mentions, s.opts.ApplicationID) {
+		m.GuildID == "" || slices.Contains(m.Mentions, s.opts.ApplicationID) {
 		return o
 	}
 	o["content"], o["embeds"], o["attachments"], o["components"] = "", []obj{}, []obj{}, []obj{}
