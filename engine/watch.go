@@ -230,11 +230,10 @@ func (x *run) check(ctx context.Context, p *watchPlan) *WatchRecord {
 	cctx, cancel := context.WithTimeout(ctx, max(p.every, time.Second))
 	defer cancel()
 	rec := &WatchRecord{Condition: p.t.Condition, Needed: p.needed}
-	extra := map[string]any{}
-	if p.t.Window > 0 {
-		extra["window"] = p.t.Window.D().String()
-	}
-	env, err := x.env(cctx, p.t.cond.Refs(), extra)
+	// Each check reads the value now: the watch itself makes the window
+	// (the condition must hold at every check across it), so the metric
+	// is not averaged over the window as well.
+	env, err := x.env(cctx, p.t.cond.Refs(), nil)
 	held := false
 	if err == nil {
 		held, err = p.t.cond.EvalContext(cctx, env)
