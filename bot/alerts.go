@@ -3,9 +3,12 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,10 +32,14 @@ type AlertConfig struct {
 	// WebhookChannel receives threads for webhook alerts whose mapping
 	// names no channel.
 	WebhookChannel string
+	// WebhookPlatform is the platform webhook alerts open threads on
+	// (default: the first chat).
+	WebhookPlatform string
 }
 
 // ChannelMessage is a message posted in a channel the bot can see.
 type ChannelMessage struct {
+	Platform    string
 	Channel     string
 	TS          string
 	ThreadTS    string
@@ -44,7 +51,7 @@ type ChannelMessage struct {
 }
 
 type alertRun struct {
-	fp, runbook string
+	fp, runbook, platform string
 }
 
 type pendingRun struct {
@@ -52,6 +59,8 @@ type pendingRun struct {
 	decision alerts.Decision
 	channel  string
 	thread   string
+	line     string
+	ref      MessageRef
 }
 
 // alertState is the bot's alert bookkeeping.
@@ -62,6 +71,7 @@ type alertState struct {
 	byExec   map[string]alertRun
 	pending  map[string]pendingRun
 	channels map[string]bool
+	notices  map[string]*notice
 }
 
 func (b *Bot) alertsOn() bool { return b.cfg.Alerts != nil && b.cfg.Alerts.Matcher != nil }
@@ -99,18 +109,58 @@ func (b *Bot) HandleChannelMessage(ctx context.Context, m ChannelMessage) {
 	if err != nil {
 		return // chatter, not an alert
 	}
+	c := b.chats[m.Platform]
+	if c == nil {
+		return
+	}
 	for _, a := range as {
-		b.handleAlert(ctx, a, m.Channel, m.TS)
+		b.handleAlert(ctx, c, a, m.Channel, m.TS)
 	}
 }
 
-// reply posts a one-off message in a thread.
-func (b *Bot) reply(channel, thread, text string) {
-	msg := Message{Text: text, Blocks: []Block{{Kind: KindSection, Text: trim(text, 2900)}}}
-	b.out.mark(item{key: "r:" + uuid.NewString(), oneShot: true, channel: channel, threadTS: func() string { return thread }, render: func() Message { return msg }})
+// say posts a one-off message in a thread.
+func (b *Bot) say(c *chat, channel, thread string, text Rich) {
+	msg := textMessage(text)
+	c.out.add(mark{key: "r|" + uuid.NewString(), conv: channel, kind: kindPost, prio: prioNormal, ready: true,
+		send: func(ctx context.Context) error {
+			ref, err := c.p.Post(ctx, channel, thread, msg)
+			if err == nil {
+				c.out.learn(channel, ref.Conversation)
+			}
+			return err
+		}})
 }
 
-func (b *Bot) handleAlert(ctx context.Context, a alerts.Alert, channel, thread string) {
+// postNow posts at once within the conversation's budget (a thread root
+// that an execution needs), waiting for the budget rather than failing.
+func (b *Bot) postNow(ctx context.Context, c *chat, channel string, m Message) (MessageRef, error) {
+	type result struct {
+		ref MessageRef
+		err error
+	}
+	done := make(chan result, 1)
+	c.out.add(mark{key: "now|" + uuid.NewString(), conv: channel, kind: kindPost, prio: prioUrgent, ready: true,
+		send: func(ctx context.Context) error {
+			ref, err := c.p.Post(ctx, channel, "", m)
+			var rl *RateLimitedError
+			if errors.As(err, &rl) {
+				return err // requeued by the outbox
+			}
+			if err == nil {
+				c.out.learn(channel, ref.Conversation)
+			}
+			done <- result{ref, err}
+			return nil
+		}})
+	select {
+	case r := <-done:
+		return r.ref, r.err
+	case <-ctx.Done():
+		return MessageRef{}, ctx.Err()
+	}
+}
+
+func (b *Bot) handleAlert(ctx context.Context, c *chat, a alerts.Alert, channel, thread string) {
 	tr := b.cfg.Alerts.Tracker
 	now := b.eng.Clock().Now()
 	if !a.Firing() {
@@ -118,7 +168,7 @@ func (b *Bot) handleAlert(ctx context.Context, a alerts.Alert, channel, thread s
 			channel, thread = ch, ts
 		}
 		if thread != "" {
-			b.reply(channel, thread, ":white_check_mark: *Resolved:* "+a.Summary())
+			b.say(c, channel, thread, R(Sym(StatusResolved), Txt(" "), Bold("Resolved:"), Txt(" "+a.Summary())))
 		}
 		tr.Unqueue(a.Fingerprint)
 		return
@@ -132,39 +182,46 @@ func (b *Bot) handleAlert(ctx context.Context, a alerts.Alert, channel, thread s
 		switch {
 		case d.Runbook == "":
 			if len(d.Suggestions) > 0 {
-				b.reply(channel, thread, fmt.Sprintf(":mag: No runbook is mapped to *%s*. Related: %s", a.Name, "`"+strings.Join(d.Suggestions, "`, `")+"`"))
+				text := R(Sym(StatusSearch), Txt(" No runbook is mapped to "), Bold(a.Name), Txt(". Related:"))
+				for _, s := range d.Suggestions {
+					text = append(text, Txt(" "), Code(s))
+				}
+				b.say(c, channel, thread, text)
 			}
 		case d.Skip != "":
-			b.reply(channel, thread, fmt.Sprintf(":information_source: Not running `%s`: %s", d.Runbook, d.Skip))
+			b.say(c, channel, thread, R(Sym(StatusInfo), Txt(" Not running "), Code(d.Runbook), Txt(": "+d.Skip)))
 		case !d.AutoTrigger:
-			b.offerRun(ctx, a, d, channel, thread)
+			b.offerRun(ctx, c, a, d, channel, thread)
 		default:
-			b.autoRun(ctx, a, d, channel, thread, now)
+			b.autoRun(ctx, c, a, d, channel, thread, now)
 		}
 	}
 }
 
-func (b *Bot) autoRun(ctx context.Context, a alerts.Alert, d alerts.Decision, channel, thread string, now time.Time) {
+func (b *Bot) autoRun(ctx context.Context, c *chat, a alerts.Alert, d alerts.Decision, channel, thread string, now time.Time) {
 	tr := b.cfg.Alerts.Tracker
 	ok, existing := tr.Begin(a.Fingerprint, d.Runbook, now)
 	if !ok {
 		if existing == "" {
 			n := tr.Queue(d.Runbook, a)
-			b.queueNotice(d.Runbook, channel, n)
+			b.queueNotice(c, d.Runbook, channel, n)
+		} else if thread != "" {
+			b.pointTo(ctx, c, existing, channel, thread)
 		}
 		return // the same alert is already being handled (or cooling down)
 	}
 	id, err := b.eng.Start(ctx, engine.StartRequest{Runbook: d.Runbook, Params: d.Params,
 		Trigger: engine.TriggerInfo{Type: "alert", Source: a.Source, AlertID: a.Fingerprint, TriggeredBy: "alert:" + a.Name,
-			Platform: "slack", Channel: channel, Thread: thread, Labels: a.Labels}})
+			Platform: c.p.Name(), Channel: channel, Thread: thread, Labels: a.Labels}})
 	if err != nil {
 		tr.Abort(a.Fingerprint, d.Runbook)
-		b.reply(channel, thread, fmt.Sprintf(":x: Could not start `%s`: %v", d.Runbook, err))
+		b.log.Error("cannot start an alert's runbook", "runbook", d.Runbook, "alert", a.Name, "err", err)
+		b.say(c, channel, thread, R(Sym(StatusFailed), Txt(" Could not start "), Code(d.Runbook), Txt("; the error is in the bot's log.")))
 		return
 	}
 	tr.Attach(a.Fingerprint, d.Runbook, id)
 	b.alerts.mu.Lock()
-	b.alerts.byExec[id] = alertRun{fp: a.Fingerprint, runbook: d.Runbook}
+	b.alerts.byExec[id] = alertRun{fp: a.Fingerprint, runbook: d.Runbook, platform: c.p.Name()}
 	b.alerts.mu.Unlock()
 	b.finishedEarly(ctx, id)
 }
@@ -177,85 +234,187 @@ func (b *Bot) finishedEarly(ctx context.Context, id string) {
 	}
 }
 
+// pointTo answers a duplicate alert with a link to the thread already
+// handling it.
+func (b *Bot) pointTo(ctx context.Context, c *chat, existing, channel, thread string) {
+	s, err := b.eng.Store().Get(ctx, existing)
+	if err != nil || s.Trigger.Thread == "" {
+		return
+	}
+	if s.Trigger.Channel == channel && s.Trigger.Thread == thread {
+		return // the same thread
+	}
+	where := MessageRef{Conversation: s.Trigger.Channel, ID: s.Trigger.Thread}
+	c.out.add(mark{key: "r|" + uuid.NewString(), conv: channel, kind: kindPost, prio: prioNormal, ready: true,
+		send: func(ctx context.Context) error {
+			text := R(Sym(StatusInfo), Txt(" Already being handled by "), Code(existing))
+			if l, err := c.p.Link(ctx, where); err == nil && l != "" {
+				text = append(text, Txt(" in "), Link(l, "this thread"))
+			}
+			_, err := c.p.Post(ctx, channel, thread, textMessage(append(text, Txt("."))))
+			return err
+		}})
+}
+
 // queueNotice keeps one message per runbook saying how many alerts wait
 // for a free slot, instead of one message per alert.
-func (b *Bot) queueNotice(runbook, channel string, n int) {
-	key := "q:" + runbook
-	b.out.mark(item{key: key, channel: channel, threadTS: func() string { return "" }, render: func() Message {
+func (b *Bot) queueNotice(c *chat, runbook, channel string, _ int) {
+	key := "q|" + runbook
+	render := func() Message {
 		q := b.cfg.Alerts.Tracker.Queued(runbook)
-		var names []string
+		text := R(Sym(StatusQueued), Txt(" "), Bold(fmt.Sprintf("%d alert(s) queued", len(q))), Txt(" for "), Code(runbook),
+			Txt(fmt.Sprintf(" (at most %d run at once):", b.cfg.Alerts.Tracker.Limit(runbook))))
 		for i, a := range q {
 			if i == 10 {
-				names = append(names, fmt.Sprintf("… and %d more", len(q)-10))
+				text = append(text, BR(), Txt(fmt.Sprintf("… and %d more", len(q)-10)))
 				break
 			}
-			names = append(names, a.Summary())
+			text = append(text, BR(), Txt("• "+a.Summary()))
 		}
-		text := fmt.Sprintf(":hourglass: *%d alert(s) queued* for `%s` (at most %d run at once):\n• %s", len(q), runbook, b.cfg.Alerts.Tracker.Limit(runbook), strings.Join(names, "\n• "))
 		if len(q) == 0 {
-			text = fmt.Sprintf(":white_check_mark: No alerts queued for `%s`.", runbook)
+			text = R(Sym(StatusOK), Txt(" No alerts queued for "), Code(runbook), Txt("."))
 		}
-		return Message{Text: text, Blocks: []Block{{Kind: KindSection, ID: "queue:" + runbook, Text: trim(text, 2900)}}}
-	}})
-	_ = n
+		return Message{Summary: text, Blocks: []Block{{Kind: KindSection, ID: "queue:" + runbook, Text: text}}}
+	}
+	b.alerts.mu.Lock()
+	n := b.alerts.notices[runbook]
+	if n == nil {
+		n = &notice{}
+		b.alerts.notices[runbook] = n
+	}
+	b.alerts.mu.Unlock()
+	n.mu.Lock()
+	k := kindPost
+	if !n.ref.IsZero() {
+		k = kindUpdate
+	}
+	n.mu.Unlock()
+	c.out.add(mark{key: key, conv: channel, kind: k, prio: prioNormal, ready: true,
+		send: func(ctx context.Context) error {
+			n.mu.Lock()
+			r := n.ref
+			n.mu.Unlock()
+			if !r.IsZero() {
+				return c.p.Update(ctx, r, render())
+			}
+			r, err := c.p.Post(ctx, channel, "", render())
+			if err == nil {
+				n.mu.Lock()
+				n.ref = r
+				n.mu.Unlock()
+			}
+			return err
+		}})
 }
 
-// offerRun replies with a dry-run summary and a Run button; the click is
-// authorized like a typed /runbook run.
-func (b *Bot) offerRun(ctx context.Context, a alerts.Alert, d alerts.Decision, channel, thread string) {
+// notice is a message kept up to date (the queue of a runbook).
+type notice struct {
+	mu  sync.Mutex
+	ref MessageRef
+}
+
+// offerRun replies with a dry-run summary and a Run button. The button
+// carries the run's command line: the click is parsed and authorized like
+// a typed /runbook run, and started in the alert's thread.
+func (b *Bot) offerRun(ctx context.Context, c *chat, a alerts.Alert, d alerts.Decision, channel, thread string) {
 	id := uuid.NewString()[:12]
+	line := "run " + d.Runbook
+	keys := make([]string, 0, len(d.Params))
+	for k := range d.Params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := engine.Stringify(d.Params[k])
+		if strings.ContainsAny(v, " \t\"") {
+			v = strconv.Quote(v)
+		}
+		line += " " + k + "=" + v
+	}
 	b.alerts.mu.Lock()
-	b.alerts.pending[id] = pendingRun{alert: a, decision: d, channel: channel, thread: thread}
+	b.alerts.pending[id] = pendingRun{alert: a, decision: d, channel: channel, thread: thread, line: line}
 	b.alerts.mu.Unlock()
-	summary := ""
+	text := R(Sym(StatusInfo), Txt(" "), Bold(a.Name), Txt(" maps to "), Code(d.Runbook), Txt(" with "))
+	text = append(text, formatParams(d.Params)...)
+	text = append(text, Txt("."))
 	if rb, err := b.eng.Catalog().Lookup(d.Runbook); err == nil {
 		if plan, err := engine.DryRun(ctx, b.eng.Registry(), rb, d.Params, nil); err == nil {
-			var steps []string
-			for _, s := range plan.Steps {
-				mark := ""
-				if s.ApprovalRequired {
-					mark = " :lock:"
+			text = append(text, BR(), Txt("It would run "))
+			for i, s := range plan.Steps {
+				if i > 0 {
+					text = append(text, Txt(" → "))
 				}
-				steps = append(steps, "`"+s.Name+"`"+mark)
+				text = append(text, Code(s.Name))
+				if s.ApprovalRequired {
+					text = append(text, Txt(" "), Sym(StatusLock))
+				}
 			}
-			summary = fmt.Sprintf("\nIt would run %s (about %ds, %d approval(s)).", strings.Join(steps, " → "), plan.EstimatedSeconds, plan.ApprovalsNeeded)
+			text = append(text, Txt(fmt.Sprintf(" (about %ds, %d approval(s)).", plan.EstimatedSeconds, plan.ApprovalsNeeded)))
 		}
 	}
-	text := fmt.Sprintf(":point_right: *%s* maps to `%s` with %s.%s", a.Name, d.Runbook, formatParams(d.Params), summary)
-	msg := Message{Text: text, Blocks: []Block{
-		{Kind: KindSection, ID: "offer", Text: trim(text, 2900)},
-		{Kind: KindActions, ID: "offer-actions", Buttons: []Button{{Label: "Run " + d.Runbook, ActionID: "alert:run", Value: id, Style: "primary"}}},
+	msg := Message{Summary: text, Blocks: []Block{
+		{Kind: KindSection, ID: "offer:" + id, Text: text},
+		{Kind: KindActions, ID: "offer-actions", Buttons: []Button{{ID: buttonOffer + id, Label: "Run " + d.Runbook, Command: line, Style: StylePrimary}}},
 	}}
-	b.out.mark(item{key: "o:" + id, channel: channel, threadTS: func() string { return thread }, render: func() Message { return msg }})
+	c.out.add(mark{key: "o|" + id, conv: channel, kind: kindPost, prio: prioNormal, ready: true,
+		send: func(ctx context.Context) error {
+			ref, err := c.p.Post(ctx, channel, thread, msg)
+			if err == nil {
+				b.alerts.mu.Lock()
+				if p, ok := b.alerts.pending[id]; ok {
+					p.ref = ref
+					b.alerts.pending[id] = p
+				}
+				b.alerts.mu.Unlock()
+			}
+			return err
+		}})
 }
 
-// runOffered starts an offered runbook for the person who clicked Run.
-func (b *Bot) runOffered(ctx context.Context, userID, id string) *Reply {
-	if r := b.allowed(ctx, userID, commands.PermExecute, "run runbooks"); r != nil {
+// runOffer starts an offered runbook for the person who clicked Run: the
+// button must be one the bot offered, with the line it offered.
+func (b *Bot) runOffer(ctx context.Context, req Request, id string) Response {
+	b.alerts.mu.Lock()
+	p, ok := b.alerts.pending[id]
+	b.alerts.mu.Unlock()
+	if !ok || p.line != req.Line {
+		if !ok && b.alertsOn() {
+			b.log.Warn("audit: refused an unknown or expired offer", "audit", true, "user", req.User, "offer", trim(id, 40))
+			return reply(R(Txt("This offer has expired (or was already taken up); use "), Code("/runbook "+trim(req.Line, 200)), Txt(" instead.")))
+		}
+		return b.refuseClick(ctx, req, "", "offer not issued")
+	}
+	if r, ok := b.allowed(ctx, req.User, commands.PermExecute, "run runbooks"); !ok {
 		return r
 	}
 	b.alerts.mu.Lock()
-	p, ok := b.alerts.pending[id]
+	if _, still := b.alerts.pending[id]; !still {
+		b.alerts.mu.Unlock()
+		return reply(R(Txt("Someone else has just started this.")))
+	}
 	delete(b.alerts.pending, id)
 	b.alerts.mu.Unlock()
-	if !ok {
-		return text("This offer has already been taken up (or the bot restarted); use `/runbook run` instead.")
-	}
 	a, d := p.alert, p.decision
+	c := b.chats[req.Platform]
 	execID, err := b.eng.Start(ctx, engine.StartRequest{Runbook: d.Runbook, Params: d.Params,
-		Trigger: engine.TriggerInfo{Type: "alert", Source: a.Source, AlertID: a.Fingerprint, TriggeredBy: userID,
-			Platform: "slack", Channel: p.channel, Thread: p.thread, Labels: a.Labels}})
+		Trigger: engine.TriggerInfo{Type: "alert", Source: a.Source, AlertID: a.Fingerprint, TriggeredBy: req.User,
+			Platform: req.Platform, Channel: p.channel, Thread: p.thread, Labels: a.Labels}})
 	if err != nil {
 		b.alerts.mu.Lock()
 		b.alerts.pending[id] = p
 		b.alerts.mu.Unlock()
-		return text(":x: " + err.Error())
+		b.log.Error("cannot start an offered runbook", "runbook", d.Runbook, "err", err)
+		return reply(R(Sym(StatusFailed), Txt(" "+d.Runbook+" did not start; the error is in the bot's log.")))
 	}
-	b.out.mark(item{key: "o:" + id, channel: p.channel, render: func() Message {
-		s := fmt.Sprintf(":arrow_forward: `%s` started by %s for *%s* (`%s`).", d.Runbook, user(userID), a.Name, execID)
-		return Message{Text: s, Blocks: []Block{{Kind: KindSection, ID: "offer", Text: s}}}
-	}})
-	return nil
+	if c != nil && !p.ref.IsZero() {
+		text := R(Sym(StatusRunning), Txt(" "), Code(d.Runbook), Txt(" started by "), Mention(req.User), Txt(" for "), Bold(a.Name), Txt(" ("), Code(execID), Txt(")."))
+		ref := p.ref
+		c.out.add(mark{key: "o|" + id, conv: p.channel, kind: kindUpdate, prio: prioNormal, ready: true,
+			send: func(ctx context.Context) error {
+				return c.p.Update(ctx, ref, Message{Summary: text, Blocks: []Block{{Kind: KindSection, ID: "offer:" + id, Text: text}}})
+			}})
+	}
+	return Response{}
 }
 
 // alertFinished frees the alert's slot and starts queued alerts.
@@ -270,6 +429,7 @@ func (b *Bot) alertFinished(ctx context.Context, execID string) {
 	tr := b.cfg.Alerts.Tracker
 	tr.Finish(ar.fp, ar.runbook, execID, b.eng.Clock().Now())
 	drained := tr.Drain(ar.runbook)
+	c := b.chats[ar.platform]
 	for _, a := range drained {
 		ch, ts, _ := tr.Thread(a.Fingerprint)
 		for _, d := range b.cfg.Alerts.Matcher.MatchAll(a) {
@@ -277,20 +437,31 @@ func (b *Bot) alertFinished(ctx context.Context, execID string) {
 				continue
 			}
 			id, err := b.eng.Start(ctx, engine.StartRequest{Runbook: d.Runbook, Params: d.Params,
-				Trigger: engine.TriggerInfo{Type: "alert", Source: a.Source, AlertID: a.Fingerprint, TriggeredBy: "alert:" + a.Name, Platform: "slack", Channel: ch, Thread: ts, Labels: a.Labels}})
+				Trigger: engine.TriggerInfo{Type: "alert", Source: a.Source, AlertID: a.Fingerprint, TriggeredBy: "alert:" + a.Name,
+					Platform: ar.platform, Channel: ch, Thread: ts, Labels: a.Labels}})
 			if err != nil {
 				tr.Abort(a.Fingerprint, d.Runbook)
 				continue
 			}
 			tr.Attach(a.Fingerprint, d.Runbook, id)
 			b.alerts.mu.Lock()
-			b.alerts.byExec[id] = alertRun{fp: a.Fingerprint, runbook: d.Runbook}
+			b.alerts.byExec[id] = alertRun{fp: a.Fingerprint, runbook: d.Runbook, platform: ar.platform}
 			b.alerts.mu.Unlock()
 			defer b.finishedEarly(ctx, id)
 		}
 	}
-	if len(drained) > 0 || len(tr.Queued(ar.runbook)) > 0 {
-		b.out.mark(item{key: "q:" + ar.runbook})
+	if c != nil && (len(drained) > 0 || len(tr.Queued(ar.runbook)) > 0) {
+		b.alerts.mu.Lock()
+		n := b.alerts.notices[ar.runbook]
+		b.alerts.mu.Unlock()
+		if n != nil {
+			n.mu.Lock()
+			ref := n.ref
+			n.mu.Unlock()
+			if !ref.IsZero() {
+				b.queueNotice(c, ar.runbook, ref.Conversation, 0)
+			}
+		}
 	}
 }
 
@@ -328,8 +499,19 @@ func (b *Bot) restoreAlerts(ctx context.Context) error {
 			continue
 		}
 		b.alerts.mu.Lock()
-		b.alerts.byExec[r.ExecutionID] = alertRun{fp: fp, runbook: r.RunbookName}
+		b.alerts.byExec[r.ExecutionID] = alertRun{fp: fp, runbook: r.RunbookName, platform: r.Trigger.Platform}
 		b.alerts.mu.Unlock()
+	}
+	return nil
+}
+
+// webhookChat is the platform webhook alerts open threads on.
+func (b *Bot) webhookChat() *chat {
+	if c := b.chats[b.cfg.Alerts.WebhookPlatform]; c != nil {
+		return c
+	}
+	if len(b.order) > 0 {
+		return b.order[0]
 	}
 	return nil
 }
@@ -353,7 +535,8 @@ func (b *Bot) webhookWorker(ctx context.Context) {
 // firing alert gets a thread (a root message in the mapped or default
 // channel) unless it already has one; resolutions go to the same thread.
 func (b *Bot) HandleAlertGroup(ctx context.Context, g alerts.Group) {
-	if !b.alertsOn() {
+	c := b.webhookChat()
+	if !b.alertsOn() || c == nil {
 		return
 	}
 	for _, a := range g.Alerts {
@@ -374,19 +557,19 @@ func (b *Bot) HandleAlertGroup(ctx context.Context, g alerts.Group) {
 			if ch == "" {
 				ch = "#alerts"
 			}
-			text := fmt.Sprintf(":fire: *FIRING:* %s", a.Summary())
+			text := R(Sym(StatusAlert), Txt(" "), Bold("FIRING:"), Txt(" "+a.Summary()))
 			if a.GeneratorURL != "" {
-				text += fmt.Sprintf(" (<%s|source>)", a.GeneratorURL)
+				text = append(text, Txt(" ("), Link(a.GeneratorURL, "source"), Txt(")"))
 			}
-			var err error
-			ch, ts, err = b.postNow(ctx, ch, "", Message{Text: text, Blocks: []Block{{Kind: KindSection, ID: "alert:" + a.Fingerprint, Text: text}}})
+			ref, err := b.postNow(ctx, c, ch, Message{Summary: text, Blocks: []Block{{Kind: KindSection, ID: "alert:" + a.Fingerprint, Text: text}}})
 			if err != nil {
 				b.log.Error("cannot post alert thread", "alert", a.Name, "err", err)
 				continue
 			}
+			ch, ts = ref.Conversation, ref.ID
 			b.cfg.Alerts.Tracker.SetThread(a.Fingerprint, ch, ts)
 		}
-		b.handleAlert(ctx, a, ch, ts)
+		b.handleAlert(ctx, c, a, ch, ts)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -12,155 +13,248 @@ import (
 	"github.com/runbookbot/runbookbot/engine"
 )
 
-// Reply is what the bot answers the person who typed or clicked; it is
-// shown only to them.
-type Reply = Message
-
-func text(s string) *Reply {
-	return &Reply{Text: s, Blocks: []Block{{Kind: KindSection, Text: s}}}
+func reply(text Rich) Response {
+	m := textMessage(text)
+	return Response{Reply: &m, Ephemeral: true}
 }
 
-// refuse answers a refusal and records it in the audit log (the operator
-// log, for refusals that belong to no execution).
-func (b *Bot) refuse(user, action, why string) *Reply {
-	b.log.Warn("audit: refused", "audit", true, "user", user, "action", action, "reason", why)
-	return text(":no_entry: " + why)
+// refuse answers a refusal and records it in the operator log (refusals
+// that belong to an execution are also in its audit log, by the engine).
+func (b *Bot) refuse(user, action string, why Rich) Response {
+	b.log.Warn("audit: refused", "audit", true, "user", user, "action", action, "reason", why.Plain())
+	return reply(append(R(Sym(StatusRefused), Txt(" ")), why...))
 }
 
-func (b *Bot) allowed(ctx context.Context, user, perm, action string) *Reply {
+// allowed checks a permission; the refusal (or the authorizer's own
+// explanation, meant for the user) is the response.
+func (b *Bot) allowed(ctx context.Context, user, perm, action string) (Response, bool) {
 	ok, err := b.cfg.Auth.Allowed(ctx, user, perm)
 	if err != nil {
-		b.log.Error("authorization check failed", "user", user, "err", err)
-		return text(":warning: Could not check your permissions right now; try again in a minute.")
+		b.log.Warn("authorization check failed", "user", user, "permission", perm, "err", err)
+		return reply(R(Sym(StatusWarning), Txt(" "+err.Error()))), false
 	}
 	if !ok {
-		return b.refuse(user, action, fmt.Sprintf("You are not allowed to %s (needs `%s`). Ask a runbook admin to grant it.", action, perm))
+		return b.refuse(user, action, R(Txt("You are not allowed to "+action+" (needs "), Code(perm), Txt("). Ask a runbook admin to grant it."))), false
+	}
+	return Response{}, true
+}
+
+// Handle answers what a person did: a typed command, a click, a submitted
+// form. The platform delivers the Response.
+func (b *Bot) Handle(ctx context.Context, req Request) Response {
+	// RBAC and the engine know users as rbac.yaml spells them.
+	req.User = commands.UserID(req.Platform, req.User)
+	switch {
+	case req.Form != "":
+		return b.submit(ctx, req)
+	case req.Button != "":
+		return b.click(ctx, req)
+	}
+	return b.command(ctx, req, req.Line)
+}
+
+// CheckForm validates a submitted form without side effects (platforms
+// answer field errors in the form itself, before anything else).
+func CheckForm(req Request) map[string]string {
+	switch req.Form {
+	case "reject":
+		if strings.TrimSpace(req.Values["comment"]) == "" {
+			return map[string]string{"comment": "A reason is required."}
+		}
+	case "bypass":
+		if strings.TrimSpace(req.Values["justification"]) == "" {
+			return map[string]string{"justification": "A justification is required."}
+		}
 	}
 	return nil
 }
 
-// HandleCommand answers a /runbook command. The platform has already acked;
-// the reply (if any) is shown only to the user.
-func (b *Bot) HandleCommand(ctx context.Context, in CommandIn) *Reply {
-	cmd, err := commands.Parse(in.Text)
-	if err != nil {
-		var ue *commands.UsageError
-		if errors.As(err, &ue) {
-			return text(":question: " + ue.Problem + "\n" + ue.Usage)
+func (b *Bot) submit(ctx context.Context, req Request) Response {
+	if errs := CheckForm(req); errs != nil {
+		return Response{FieldErrors: errs}
+	}
+	words := strings.Fields(req.Line)
+	switch {
+	case req.Form == "reject" && len(words) >= 2 && words[0] == "reject":
+		return b.command(ctx, req, req.Line+" "+strings.TrimSpace(req.Values["comment"]))
+	case req.Form == "bypass" && len(words) == 2 && words[0] == "bypass":
+		return b.command(ctx, req, req.Line+" "+strings.TrimSpace(req.Values["justification"]))
+	}
+	return b.refuseClick(ctx, req, "", "unknown form")
+}
+
+// command runs a command line, typed or carried by a button.
+func (b *Bot) command(ctx context.Context, req Request, line string) Response {
+	words := strings.Fields(line)
+	if len(words) > 0 {
+		switch strings.ToLower(words[0]) {
+		case "bypass":
+			if len(words) < 2 {
+				return reply(R(Sym(StatusQuestion), Txt(" which approval? "), Code("/runbook bypass APPROVAL_ID justification ...")))
+			}
+			return b.decide(ctx, req, words[1], engine.DecisionBypass, "bypass", strings.Join(words[2:], " "))
+		case "status":
+			if len(words) == 1 {
+				if r, ok := b.allowed(ctx, req.User, commands.PermStatus, "read executions"); !ok {
+					return r
+				}
+				return b.active(ctx)
+			}
+		case "approve", "reject":
+			// A button's custom value rides on the line as --choice=.
+			choice := ""
+			kept := words[:0:0]
+			for _, w := range words {
+				if strings.HasPrefix(w, choiceFlag) && choice == "" {
+					choice = strings.TrimPrefix(w, choiceFlag)
+					continue
+				}
+				kept = append(kept, w)
+			}
+			if choice != "" {
+				line = strings.Join(kept, " ")
+				cmd, err := commands.Parse(line)
+				if err != nil {
+					return usage(err)
+				}
+				verb := engine.DecisionApprove
+				if cmd.Verb == commands.VerbReject {
+					verb = engine.DecisionReject
+				}
+				return b.decide(ctx, req, cmd.Target, verb, choice, cmd.Text)
+			}
 		}
-		return text(err.Error())
+	}
+	cmd, err := commands.Parse(line)
+	if err != nil {
+		return usage(err)
 	}
 	switch cmd.Verb {
 	case commands.VerbHelp:
-		return text(commands.Usage)
+		return Response{Reply: ptr(HelpMessage()), Ephemeral: true}
 	case commands.VerbList:
-		if r := b.allowed(ctx, in.User, commands.PermList, "list runbooks"); r != nil {
+		if r, ok := b.allowed(ctx, req.User, commands.PermList, "list runbooks"); !ok {
 			return r
 		}
 		return b.list()
 	case commands.VerbDescribe:
-		if r := b.allowed(ctx, in.User, commands.PermRead, "read runbooks"); r != nil {
+		if r, ok := b.allowed(ctx, req.User, commands.PermRead, "read runbooks"); !ok {
 			return r
 		}
 		return b.describe(cmd.Target)
 	case commands.VerbRun:
-		if r := b.allowed(ctx, in.User, commands.PermExecute, "run runbooks"); r != nil {
+		if r, ok := b.allowed(ctx, req.User, commands.PermExecute, "run runbooks"); !ok {
 			return r
 		}
-		return b.run(ctx, in, cmd)
+		return b.run(ctx, req, cmd)
 	case commands.VerbDryRun:
-		if r := b.allowed(ctx, in.User, commands.PermDryRun, "dry-run runbooks"); r != nil {
+		if r, ok := b.allowed(ctx, req.User, commands.PermDryRun, "dry-run runbooks"); !ok {
 			return r
 		}
 		return b.dryRun(ctx, cmd)
 	case commands.VerbStatus:
-		if r := b.allowed(ctx, in.User, commands.PermStatus, "read executions"); r != nil {
+		if r, ok := b.allowed(ctx, req.User, commands.PermStatus, "read executions"); !ok {
 			return r
 		}
 		return b.status(ctx, cmd.Target)
 	case commands.VerbCancel:
-		return b.cancelExec(ctx, in.User, cmd.Target)
+		return b.cancelExec(ctx, req.User, cmd.Target)
 	case commands.VerbHistory:
-		if r := b.allowed(ctx, in.User, commands.PermHistory, "read execution history"); r != nil {
+		if r, ok := b.allowed(ctx, req.User, commands.PermHistory, "read execution history"); !ok {
 			return r
 		}
 		return b.history(ctx, cmd)
 	case commands.VerbApprove:
-		return b.decide(ctx, in.User, cmd.Target, engine.DecisionApprove, "approve", "")
+		return b.decide(ctx, req, cmd.Target, engine.DecisionApprove, "approve", "")
 	case commands.VerbReject:
-		return b.decide(ctx, in.User, cmd.Target, engine.DecisionReject, "reject", cmd.Text)
+		return b.decide(ctx, req, cmd.Target, engine.DecisionReject, "reject", cmd.Text)
 	}
-	return text(commands.Usage)
+	return Response{Reply: ptr(HelpMessage()), Ephemeral: true}
 }
 
-func (b *Bot) lookup(name string) (*engine.Runbook, *Reply) {
+func ptr[T any](v T) *T { return &v }
+
+func usage(err error) Response {
+	var ue *commands.UsageError
+	if errors.As(err, &ue) {
+		return reply(R(Sym(StatusQuestion), Txt(" "+ue.Problem), BR(), Txt(ue.Usage)))
+	}
+	return reply(R(Sym(StatusQuestion), Txt(" That command does not parse. Try "), Code("/runbook help"), Txt(".")))
+}
+
+func (b *Bot) lookup(name string) (*engine.Runbook, *Response) {
 	rb, err := b.eng.Catalog().Lookup(name)
 	if err != nil {
-		return nil, text(":question: " + err.Error() + "\nSee `/runbook list`.")
+		r := reply(R(Sym(StatusQuestion), Txt(" "+err.Error()), BR(), Txt("See "), Code("/runbook list"), Txt(".")))
+		return nil, &r
 	}
 	return rb, nil
 }
 
-func (b *Bot) list() *Reply {
+func (b *Bot) list() Response {
 	cat := b.eng.Catalog()
-	var lines []string
+	text := R(Bold("Runbooks"))
 	for _, n := range cat.Names() {
 		rb := cat.Runbooks[n]
-		lines = append(lines, fmt.Sprintf("• *%s* v%s — %s", n, rb.Version(), rb.Metadata.Description))
+		text = append(text, BR(), Txt("• "), Bold(n), Txt(" v"+rb.Version()+" — "+rb.Metadata.Description))
 	}
-	if len(lines) == 0 {
-		return text("No runbooks are loaded.")
+	if len(cat.Names()) == 0 {
+		return reply(R(Txt("No runbooks are loaded.")))
 	}
-	return text("*Runbooks*\n" + strings.Join(lines, "\n"))
+	return reply(text)
 }
 
-func paramHelp(rb *engine.Runbook) string {
-	var lines []string
-	for _, p := range rb.Parameters {
-		req := "optional"
-		if p.Required {
-			req = "required"
-		} else if p.Default != nil {
-			req = "default `" + engine.Stringify(p.Default) + "`"
+func paramHelp(rb *engine.Runbook) Rich {
+	var out Rich
+	for i, p := range rb.Parameters {
+		if i > 0 {
+			out = append(out, BR())
 		}
-		l := fmt.Sprintf("• `%s` (%s, %s)", p.Name, p.Type, req)
+		req := R(Txt("optional"))
+		if p.Required {
+			req = R(Txt("required"))
+		} else if p.Default != nil {
+			req = R(Txt("default "), Code(engine.Stringify(p.Default)))
+		}
+		out = append(out, Txt("• "), Code(p.Name), Txt(" ("+p.Type+", "))
+		out = append(out, req...)
+		out = append(out, Txt(")"))
 		if len(p.Enum) > 0 {
 			var opts []string
 			for _, e := range p.Enum {
 				opts = append(opts, engine.Stringify(e))
 			}
-			l += " one of " + strings.Join(opts, ", ")
+			out = append(out, Txt(" one of "+strings.Join(opts, ", ")))
 		}
 		if p.Description != "" {
-			l += " — " + p.Description
+			out = append(out, Txt(" — "+p.Description))
 		}
-		lines = append(lines, l)
 	}
-	if len(lines) == 0 {
-		return "_no parameters_"
+	if len(out) == 0 {
+		return R(Ital("no parameters"))
 	}
-	return strings.Join(lines, "\n")
+	return out
 }
 
-func (b *Bot) describe(name string) *Reply {
+func (b *Bot) describe(name string) Response {
 	rb, r := b.lookup(name)
 	if r != nil {
-		return r
+		return *r
 	}
-	var steps []string
+	text := R(Bold(rb.Name()), Txt(" v"+rb.Version()+" — "+rb.Metadata.Description), BR(), Bold("Parameters"), BR())
+	text = append(text, paramHelp(rb)...)
+	text = append(text, BR(), Bold("Steps"))
 	for _, s := range rb.Preconditions {
-		steps = append(steps, fmt.Sprintf("• precondition `%s` (%s/%s)", s.Name, s.Type, s.Action))
+		text = append(text, BR(), Txt("• precondition "), Code(s.Name), Txt(" ("+s.Type+"/"+s.Action+")"))
 	}
 	for _, s := range rb.Steps {
-		l := fmt.Sprintf("• `%s` (%s/%s)", s.Name, s.Type, s.Action)
+		text = append(text, BR(), Txt("• "), Code(s.Name), Txt(" ("+s.Type+"/"+s.Action+")"))
 		if s.RequiresApproval != nil {
-			l += " :lock:"
+			text = append(text, Txt(" "), Sym(StatusLock))
 		}
-		steps = append(steps, l)
 	}
-	body := fmt.Sprintf("*%s* v%s — %s\n*Parameters*\n%s\n*Steps*\n%s\nRun: `/runbook run %s key=value ...`",
-		rb.Name(), rb.Version(), rb.Metadata.Description, paramHelp(rb), strings.Join(steps, "\n"), rb.Name())
-	return text(trim(body, 2900))
+	text = append(text, BR(), Txt("Run: "), Code("/runbook run "+rb.Name()+" key=value ..."))
+	return reply(text)
 }
 
 func stringParams(in map[string]string) map[string]any {
@@ -171,166 +265,247 @@ func stringParams(in map[string]string) map[string]any {
 	return out
 }
 
-// run validates everything, posts the thread's parent message, then starts
-// the execution with the parent as its live message.
-func (b *Bot) run(ctx context.Context, in CommandIn, cmd commands.Command) *Reply {
+// prepared is a runbook with its parameters resolved once, for the
+// preview and for Start.
+type prepared struct {
+	rb     *engine.Runbook
+	params map[string]any // resolved
+	input  map[string]any // as typed
+}
+
+// prepare resolves a run or dry-run's parameters and trigger rules once.
+func (b *Bot) prepare(user string, cmd commands.Command) (*prepared, *Response) {
 	rb, r := b.lookup(cmd.Target)
 	if r != nil {
-		return r
+		return nil, r
 	}
-	params, err := engine.ResolveParams(rb, stringParams(cmd.Params))
+	input := stringParams(cmd.Params)
+	params, err := engine.ResolveParams(rb, input)
 	if err != nil {
-		return text(":question: " + err.Error() + "\n*Parameters of " + rb.Name() + "*\n" + paramHelp(rb))
+		r := reply(append(R(Sym(StatusQuestion), Txt(" "+err.Error()), BR(), Bold("Parameters of "+rb.Name()), BR()), paramHelp(rb)...))
+		return nil, &r
 	}
 	if err := engine.CheckTrigger(rb, params, nil); err != nil {
-		return b.refuse(in.User, "run "+rb.Name(), err.Error())
+		r := b.refuse(user, "run "+rb.Name(), R(Txt(err.Error())))
+		return nil, &r
 	}
-	pre := newThread("pending")
-	pre.runbook, pre.version, pre.status, pre.params = rb.Name(), rb.Version(), engine.StatusRunning, masked(rb, params)
-	pre.trigger = engine.TriggerInfo{Type: "manual", Source: "slack", TriggeredBy: in.User}
-	pre.started = b.cfg.Now()
-	ch, ts, err := b.postNow(ctx, in.Channel, "", renderParent(pre, time.Time{}))
-	if err != nil {
-		b.log.Error("cannot post execution thread", "channel", in.Channel, "err", err)
-		return text(":warning: I could not post in this channel (" + err.Error() + "). Is the bot a member?")
-	}
-	id, err := b.eng.Start(ctx, engine.StartRequest{Runbook: rb.Name(), Params: stringParams(cmd.Params),
-		Trigger: engine.TriggerInfo{Type: "manual", Source: "slack", TriggeredBy: in.User, Channel: ch, Thread: ts, Message: ts, Platform: "slack"}})
-	if err != nil {
-		_ = b.cfg.Platform.Update(ctx, ch, ts, *text(":x: " + rb.Name() + " did not start: " + err.Error()))
-		return text(":x: " + err.Error())
-	}
-	_ = id
-	return nil
+	return &prepared{rb: rb, params: params, input: input}, nil
 }
 
-func masked(rb *engine.Runbook, params map[string]any) map[string]any {
-	out := make(map[string]any, len(params))
-	for k, v := range params {
-		if p := rb.Parameter(k); p != nil && p.Sensitive && v != nil {
-			v = engine.Mask
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// postNow posts at once (for the parent a start depends on), waiting for
-// rate limits rather than failing.
-func (b *Bot) postNow(ctx context.Context, channel, thread string, m Message) (string, string, error) {
-	for attempt := 0; ; attempt++ {
-		if err := b.out.acquirePost(ctx, channel); err != nil {
-			return "", "", err
-		}
-		ch, ts, err := b.cfg.Platform.Post(ctx, channel, thread, m)
-		if err == nil {
-			b.out.learn(channel, ch)
-		}
-		var rl *RateLimitedError
-		if errors.As(err, &rl) && attempt < 5 {
-			b.out.pausePosts(channel, rl.RetryAfter)
-			select {
-			case <-time.After(rl.RetryAfter):
-				continue
-			case <-ctx.Done():
-				return "", "", ctx.Err()
-			}
-		}
-		return ch, ts, err
-	}
-}
-
-func (b *Bot) dryRun(ctx context.Context, cmd commands.Command) *Reply {
-	rb, r := b.lookup(cmd.Target)
+// run starts the execution: the start is persisted (execution.started)
+// before this returns, so a platform that answers after it never loses an
+// acknowledged command. The view then shows the parent message.
+func (b *Bot) run(ctx context.Context, req Request, cmd commands.Command) Response {
+	p, r := b.prepare(req.User, cmd)
 	if r != nil {
-		return r
+		return *r
 	}
-	plan, err := engine.DryRun(ctx, b.engRegistry(), rb, stringParams(cmd.Params), nil)
+	id, err := b.eng.Start(ctx, engine.StartRequest{Runbook: p.rb.Name(), Params: p.params,
+		Trigger: engine.TriggerInfo{Type: "manual", Source: req.Platform, TriggeredBy: req.User, Platform: req.Platform,
+			Channel: req.Conversation, Thread: req.Thread}})
 	if err != nil {
-		return text(":question: " + err.Error() + "\n*Parameters of " + rb.Name() + "*\n" + paramHelp(rb))
+		b.log.Error("cannot start an execution", "runbook", p.rb.Name(), "err", err)
+		return reply(R(Sym(StatusFailed), Txt(" "+p.rb.Name()+" did not start; the error is in the bot's log.")))
 	}
-	return planReply(plan)
+	b.log.Info("execution started from chat", "execution", id, "runbook", p.rb.Name(), "user", req.User)
+	return Response{}
 }
 
-func (b *Bot) engRegistry() *engine.Registry { return b.eng.Registry() }
+func (b *Bot) dryRun(ctx context.Context, cmd commands.Command) Response {
+	p, r := b.prepare("", cmd)
+	if r != nil {
+		return *r
+	}
+	plan, err := engine.DryRun(ctx, b.eng.Registry(), p.rb, p.params, nil)
+	if err != nil {
+		return reply(append(R(Sym(StatusQuestion), Txt(" "+err.Error()), BR(), Bold("Parameters of "+p.rb.Name()), BR()), paramHelp(p.rb)...))
+	}
+	return Response{Reply: ptr(PlanMessage(plan)), Ephemeral: true}
+}
 
-// planReply renders a dry-run plan compactly (a block per step).
-func planReply(p *engine.Plan) *Reply {
-	m := &Reply{Text: "Dry run of " + p.Runbook}
-	m.Blocks = append(m.Blocks, Block{Kind: KindHeader, Text: ":mag: Dry run: " + p.Runbook + " v" + p.Version},
-		Block{Kind: KindContext, Text: "Parameters: " + formatParams(p.Parameters)})
+// PlanMessage renders a dry-run plan as the bot shows it.
+func PlanMessage(p *engine.Plan) Message {
+	m := Message{Summary: R(Txt("Dry run of " + p.Runbook))}
+	m.Blocks = append(m.Blocks, Block{Kind: KindHeader, Text: R(Sym(StatusSearch), Txt(" Dry run: "+p.Runbook+" v"+p.Version))},
+		Block{Kind: KindContext, Text: append(R(Txt("Parameters: ")), formatParams(p.Parameters)...)})
 	for _, s := range p.Steps {
-		mark := "AUTO"
+		line := R(Bold(s.Name), Txt(" · "+s.Type+"/"+s.Action+" · "))
 		if s.ApprovalRequired {
-			mark = ":lock: APPROVAL REQUIRED"
+			line = append(line, Sym(StatusLock), Txt(" APPROVAL REQUIRED"))
+		} else {
+			line = append(line, Txt("AUTO"))
 		}
-		line := fmt.Sprintf("*%s* · %s/%s · %s · ~%ds", s.Name, s.Type, s.Action, mark, s.EstimatedSeconds)
+		line = append(line, Txt(fmt.Sprintf(" · ~%ds", s.EstimatedSeconds)))
 		if len(s.Params) > 0 {
-			line += "\n" + formatParams(s.Params)
+			line = append(line, BR())
+			line = append(line, formatParams(s.Params)...)
 		}
 		if len(m.Blocks) < 45 {
-			m.Blocks = append(m.Blocks, Block{Kind: KindSection, Text: trim(line, 2900)})
+			m.Blocks = append(m.Blocks, Block{Kind: KindSection, Text: line})
 		}
 	}
-	m.Blocks = append(m.Blocks, Block{Kind: KindContext, Text: fmt.Sprintf("%d steps · %d approvals needed · about %ds", len(p.Steps), p.ApprovalsNeeded, p.EstimatedSeconds)})
+	m.Blocks = append(m.Blocks, Block{Kind: KindContext, Text: R(Txt(fmt.Sprintf("%d steps · %d approvals needed · about %ds", len(p.Steps), p.ApprovalsNeeded, p.EstimatedSeconds)))})
 	return m
 }
 
-func (b *Bot) status(ctx context.Context, id string) *Reply {
-	s, err := b.eng.Store().Get(ctx, id)
-	if err != nil {
-		return text(":question: No execution `" + id + "`. See `/runbook history`.")
-	}
-	return text(summaryLine(s))
+// HelpMessage is the reply to /runbook help.
+func HelpMessage() Message {
+	line := func(cmd, what string) Rich { return R(BR(), Txt("• "), Code(cmd), Txt(" "+what)) }
+	text := R(Bold("Usage:"), Txt(" "), Code("/runbook <command>"))
+	text = append(text, line("run NAME key=value ...", "start a runbook (quote values with spaces: message=\"two words\")")...)
+	text = append(text, line("dry-run NAME key=value ...", "show what it would do")...)
+	text = append(text, line("list", "the runbooks")...)
+	text = append(text, line("describe NAME", "its parameters and steps")...)
+	text = append(text, line("status [ID]", "one execution (a unique prefix of its id will do), or the active ones")...)
+	text = append(text, line("cancel ID", "stop an execution")...)
+	text = append(text, line("approve ID", "· reject ID reason ... · bypass ID justification ...")...)
+	text = append(text, line("history [RUNBOOK] [--outcome O] [--since 24h] [--limit 10]", "past executions")...)
+	text = append(text, line("help", "this")...)
+	return textMessage(text)
 }
 
-func summaryLine(s engine.Summary) string {
-	state := s.Status
-	if s.Outcome != "" {
-		state = outcomeIcon[s.Outcome] + " " + string(s.Outcome)
+// findExecution resolves an execution id or a unique prefix of one.
+func (b *Bot) findExecution(ctx context.Context, ref string) (engine.Summary, Rich) {
+	if s, err := b.eng.Store().Get(ctx, ref); err == nil {
+		return s, nil
 	}
-	line := fmt.Sprintf("`%s` *%s* v%s — %s · by %s · %s · %s", s.ExecutionID, s.RunbookName, s.RunbookVersion, state,
-		user(s.Trigger.TriggeredBy), s.Trigger.Type, s.StartedAt.UTC().Format("2006-01-02 15:04 UTC"))
-	if s.EndedAt != nil {
-		line += " · " + dur(s.DurationMs)
-	} else if s.CurrentStep != "" {
-		line += " · at `" + s.CurrentStep + "`"
+	if len(ref) >= 4 {
+		rows, err := b.eng.Store().History(ctx, engine.HistoryQuery{Limit: 5000})
+		if err == nil {
+			var match []engine.Summary
+			for _, r := range rows {
+				if strings.HasPrefix(r.ExecutionID, ref) {
+					match = append(match, r)
+				}
+			}
+			switch len(match) {
+			case 1:
+				return match[0], nil
+			case 0:
+			default:
+				return engine.Summary{}, R(Sym(StatusQuestion), Txt(fmt.Sprintf(" %d executions start with ", len(match))), Code(ref), Txt("; give more of the id."))
+			}
+		}
+	}
+	return engine.Summary{}, R(Sym(StatusQuestion), Txt(" No execution "), Code(ref), Txt(". See "), Code("/runbook history"), Txt("."))
+}
+
+func (b *Bot) status(ctx context.Context, ref string) Response {
+	s, why := b.findExecution(ctx, ref)
+	if why != nil {
+		return reply(why)
+	}
+	return reply(b.summaryLine(ctx, s))
+}
+
+// active lists the executions that have not finished.
+func (b *Bot) active(ctx context.Context) Response {
+	ids, err := b.eng.Store().Unfinished(ctx)
+	if err != nil {
+		b.log.Error("listing unfinished executions", "err", err)
+		return reply(R(Sym(StatusWarning), Txt(" Could not read the executions right now; try again shortly.")))
+	}
+	if len(ids) == 0 {
+		return reply(R(Txt("No executions are running.")))
+	}
+	var rows []engine.Summary
+	for _, id := range ids {
+		if s, err := b.eng.Store().Get(ctx, id); err == nil {
+			rows = append(rows, s)
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].StartedAt.After(rows[j].StartedAt) })
+	text := R(Bold(fmt.Sprintf("%d active executions", len(rows))))
+	for i, r := range rows {
+		if i == 20 {
+			text = append(text, BR(), Ital(fmt.Sprintf("… and %d more", len(rows)-20)))
+			break
+		}
+		text = append(text, BR(), Txt("• "))
+		text = append(text, b.summaryLine(ctx, r)...)
+	}
+	return reply(text)
+}
+
+// summaryLine is one execution in a list or status answer.
+func (b *Bot) summaryLine(ctx context.Context, s engine.Summary) Rich {
+	state := R(Txt(s.Status))
+	switch {
+	case s.Outcome != "":
+		state = R(Sym(outcomeStatus[s.Outcome]), Txt(" "+outcomeWord[s.Outcome]))
+	case s.Status == engine.StatusWaiting:
+		state = R(Sym(StatusWaiting), Txt(" waiting for approval"))
+	case s.Status == engine.StatusRunning:
+		state = R(Sym(StatusRunning), Txt(" running"))
+	}
+	line := R(Code(s.ExecutionID), Txt(" "), Bold(s.RunbookName), Txt(" v"+s.RunbookVersion+" — "))
+	line = append(line, state...)
+	line = append(line, Txt(" · by "), Mention(s.Trigger.TriggeredBy), Txt(" · "+s.Trigger.Type+" · "), At(s.StartedAt))
+	switch {
+	case s.EndedAt != nil:
+		line = append(line, Txt(" · "+dur(s.DurationMs)))
+	case s.Status == engine.StatusWaiting:
+		if step := b.waitingStep(ctx, s.ExecutionID); step != "" {
+			line = append(line, Txt(" · waiting at "), Code(step))
+		}
+	case s.CurrentStep != "":
+		line = append(line, Txt(" · at "), Code(s.CurrentStep))
 	}
 	return line
 }
 
-func (b *Bot) cancelExec(ctx context.Context, userID, id string) *Reply {
-	s, err := b.eng.Store().Get(ctx, id)
+// waitingStep is the step an execution's open approval gates.
+func (b *Bot) waitingStep(ctx context.Context, id string) string {
+	evs, err := b.eng.Store().Events(ctx, id)
 	if err != nil {
-		return text(":question: No execution `" + id + "`.")
+		return ""
 	}
-	if s.Trigger.TriggeredBy != userID {
-		if r := b.allowed(ctx, userID, commands.PermCancel, "cancel other people's executions"); r != nil {
+	t := newThread(id)
+	for _, e := range evs {
+		t.apply(e)
+	}
+	for _, a := range t.approvals {
+		if a.decided == nil {
+			return a.rec.Step
+		}
+	}
+	return t.current
+}
+
+func (b *Bot) cancelExec(ctx context.Context, user, ref string) Response {
+	s, why := b.findExecution(ctx, ref)
+	if why != nil {
+		return reply(why)
+	}
+	if s.Trigger.TriggeredBy != user {
+		if r, ok := b.allowed(ctx, user, commands.PermCancel, "cancel other people's executions"); !ok {
 			return r
 		}
 	}
-	switch err := b.eng.Cancel(ctx, id, userID); {
+	switch err := b.eng.Cancel(ctx, s.ExecutionID, user); {
 	case errors.Is(err, engine.ErrFinished):
-		return text("Execution `" + id + "` has already finished (" + string(s.Outcome) + ").")
+		return reply(R(Txt("Execution "), Code(s.ExecutionID), Txt(" has already finished ("+string(s.Outcome)+").")))
+	case errors.Is(err, engine.ErrNotActive):
+		return reply(R(Sym(StatusWaiting), Txt(" The runner of "), Code(s.ExecutionID), Txt(" is being replaced; try again in a few seconds.")))
 	case err != nil:
-		return text(":warning: Could not cancel `" + id + "`: " + err.Error())
+		b.log.Error("cancel failed", "execution", s.ExecutionID, "err", err)
+		return reply(R(Sym(StatusWarning), Txt(" Could not cancel "), Code(s.ExecutionID), Txt(" right now; try again shortly.")))
 	}
-	return text(":octagonal_sign: Cancelling `" + id + "`.")
+	return reply(R(Sym(StatusStop), Txt(" Cancelling "), Code(s.ExecutionID), Txt(".")))
 }
 
-func (b *Bot) history(ctx context.Context, cmd commands.Command) *Reply {
+func (b *Bot) history(ctx context.Context, cmd commands.Command) Response {
 	q := engine.HistoryQuery{Runbook: cmd.Target, Limit: 10}
 	if o := cmd.Flags["outcome"]; o != "" {
-		valid := map[string]bool{"success": true, "failure": true, "partial": true, "rollback": true, "aborted": true}
-		if !valid[o] {
-			return text(":question: unknown outcome `" + o + "`: use success, failure, partial, rollback or aborted")
+		if _, ok := outcomeWord[engine.Outcome(o)]; !ok {
+			return reply(R(Sym(StatusQuestion), Txt(" unknown outcome "), Code(o), Txt(": use success, failure, partial, rollback or aborted")))
 		}
 		q.Outcome = engine.Outcome(o)
 	}
 	if s := cmd.Flags["since"]; s != "" {
 		d, err := engine.ParseDuration(s)
 		if err != nil {
-			return text(":question: `--since " + s + "`: use e.g. 30m, 24h, 7d")
+			return reply(R(Sym(StatusQuestion), Txt(" "), Code("--since "+s), Txt(": use e.g. 30m, 24h, 7d")))
 		}
 		q.Since = b.cfg.Now().Add(-d)
 	}
@@ -340,149 +515,87 @@ func (b *Bot) history(ctx context.Context, cmd commands.Command) *Reply {
 	q.TriggerType, q.Requester = cmd.Flags["trigger"], cmd.Flags["requester"]
 	rows, err := b.eng.Store().History(ctx, q)
 	if err != nil {
-		return text(":warning: Could not read history: " + err.Error())
+		b.log.Error("reading history", "err", err)
+		return reply(R(Sym(StatusWarning), Txt(" Could not read history right now; try again shortly.")))
 	}
 	if len(rows) == 0 {
-		return text("No executions match.")
+		return reply(R(Txt("No executions match.")))
 	}
-	lines := make([]string, 0, len(rows))
+	text := R(Bold("History"))
 	for _, r := range rows {
-		lines = append(lines, "• "+summaryLine(r))
+		text = append(text, BR(), Txt("• "))
+		text = append(text, b.summaryLine(ctx, r)...)
 	}
-	return text(trim("*History*\n"+strings.Join(lines, "\n"), 2900))
-}
-
-// HandleAction handles a button click.
-func (b *Bot) HandleAction(ctx context.Context, in ActionIn) *Reply {
-	parts := strings.Split(in.ActionID, ":")
-	switch {
-	case in.ActionID == "exec:cancel":
-		return b.cancelExec(ctx, in.User, in.Value)
-	case in.ActionID == "alert:run" && b.alertsOn():
-		return b.runOffered(ctx, in.User, in.Value)
-	case len(parts) >= 2 && parts[0] == "approval":
-		verb, value := parts[1], ""
-		if len(parts) >= 3 {
-			value = parts[2]
-		}
-		needsComment := len(parts) >= 4 && parts[3] == "c"
-		switch verb {
-		case "approve":
-			return b.decide(ctx, in.User, in.Value, engine.DecisionApprove, value, "")
-		case "reject":
-			if needsComment {
-				if r := b.precheck(ctx, in.User, in.Value, engine.DecisionReject); r != nil {
-					return r
-				}
-				err := b.cfg.Platform.OpenModal(ctx, in.TriggerID, Modal{CallbackID: "reject", Title: "Reject", Submit: "Reject",
-					Text: "Why are you rejecting this? The requester and the audit log will see it.", Metadata: in.Value + "|" + value,
-					Inputs: []Input{{ID: "comment", Label: "Reason", Multiline: true, Placeholder: "e.g. investigate the heap dump first"}}})
-				if err != nil {
-					return text(":warning: Could not open the form (" + err.Error() + "). Reply with `/runbook reject " + in.Value + " <reason>`.")
-				}
-				return nil
-			}
-			return b.decide(ctx, in.User, in.Value, engine.DecisionReject, value, "")
-		case "bypass":
-			if r := b.precheck(ctx, in.User, in.Value, engine.DecisionBypass); r != nil {
-				return r
-			}
-			err := b.cfg.Platform.OpenModal(ctx, in.TriggerID, Modal{CallbackID: "bypass", Title: "Emergency bypass", Submit: "Bypass",
-				Text: ":rotating_light: This skips approval and is audited as *critical*.", Metadata: in.Value,
-				Inputs: []Input{{ID: "justification", Label: "Justification", Multiline: true}}})
-			if err != nil {
-				return text(":warning: Could not open the form: " + err.Error())
-			}
-			return nil
-		}
-	}
-	return text(":question: I don't know that button.")
-}
-
-// precheck answers clicks that cannot succeed before opening a form.
-func (b *Bot) precheck(ctx context.Context, userID, approvalID string, verb engine.Decision) *Reply {
-	s, err := b.eng.Store().Get(ctx, engine.ExecutionOf(approvalID))
-	if err != nil {
-		return text(":question: This approval no longer exists.")
-	}
-	if s.Status == engine.StatusFinished {
-		return text("This execution has already finished (" + string(s.Outcome) + ").")
-	}
-	if verb == engine.DecisionBypass && s.Trigger.TriggeredBy == userID {
-		return b.refuse(userID, "bypass "+approvalID, "You started this execution; you cannot bypass its approval.")
-	}
-	return nil
-}
-
-// ValidateModal checks a submitted form's fields; the map holds errors to
-// show in the form by field id.
-func ValidateModal(in ModalIn) map[string]string {
-	switch in.CallbackID {
-	case "reject":
-		if strings.TrimSpace(in.Values["comment"]) == "" {
-			return map[string]string{"comment": "A reason is required."}
-		}
-	case "bypass":
-		if strings.TrimSpace(in.Values["justification"]) == "" {
-			return map[string]string{"justification": "A justification is required."}
-		}
-	}
-	return nil
-}
-
-// HandleModal handles a submitted form; the returned map holds field
-// errors to show in the form.
-func (b *Bot) HandleModal(ctx context.Context, in ModalIn) (map[string]string, *Reply) {
-	if errs := ValidateModal(in); errs != nil {
-		return errs, nil
-	}
-	switch in.CallbackID {
-	case "reject":
-		id, value, _ := strings.Cut(in.Metadata, "|")
-		c := strings.TrimSpace(in.Values["comment"])
-		if c == "" {
-			return map[string]string{"comment": "A reason is required."}, nil
-		}
-		return nil, b.decide(ctx, in.User, id, engine.DecisionReject, value, c)
-	case "bypass":
-		j := strings.TrimSpace(in.Values["justification"])
-		if j == "" {
-			return map[string]string{"justification": "A justification is required."}, nil
-		}
-		return nil, b.decide(ctx, in.User, in.Metadata, engine.DecisionBypass, "bypass", j)
-	}
-	return nil, nil
+	return reply(text)
 }
 
 // decide applies a decision and explains refusals in people's terms.
-func (b *Bot) decide(ctx context.Context, userID, approvalID string, verb engine.Decision, value, comment string) *Reply {
-	// The engine checks approvers (RBAC through Authorizer) and records
-	// every refusal in the execution's audit log.
-	res, err := b.eng.Decide(ctx, engine.DecisionRequest{ApprovalID: approvalID, User: userID, Verb: verb, Value: value, Comment: comment})
+func (b *Bot) decide(ctx context.Context, req Request, approvalID string, verb engine.Decision, value, comment string) Response {
+	dr := engine.DecisionRequest{ApprovalID: approvalID, User: req.User, Verb: verb, Value: value, Comment: comment}
+	res, err := b.eng.Decide(ctx, dr)
+	if errors.Is(err, engine.ErrNotActive) {
+		// The execution's runner is dying and no one has taken it over
+		// yet: keep the decision and apply it when someone has.
+		b.later(dr, req)
+		return reply(R(Sym(StatusWaiting), Txt(" The runner of this execution is being replaced; your decision will be applied as soon as another one takes over.")))
+	}
+	return b.decisionReply(approvalID, res, err)
+}
+
+func (b *Bot) decisionReply(approvalID string, res engine.DecisionResult, err error) Response {
 	switch {
 	case err == nil && res.Final:
-		return nil // the approval message now says who decided
+		return Response{} // the approval card now says who decided
 	case err == nil:
-		return text(":ballot_box_with_check: Your approval is counted. Still needed: " + res.Needed + ".")
+		return reply(R(Sym(StatusVote), Txt(" Your approval is counted. Still needed: "+res.Needed+".")))
 	case errors.Is(err, engine.ErrSelfApproval):
-		return text(":no_entry: You started this execution, so someone else must approve it (four-eyes).")
+		return reply(R(Sym(StatusRefused), Txt(" You started this execution, so someone else must approve it (four-eyes).")))
 	case errors.Is(err, engine.ErrNotApprover):
-		return text(":no_entry: You are not one of the approvers for this step.")
+		return reply(R(Sym(StatusRefused), Txt(" You are not one of the approvers for this step.")))
 	case errors.Is(err, engine.ErrAlreadyDecided):
-		return text("Already decided: " + decisionLine(res.Approval))
+		return reply(append(R(Txt("Already decided: ")), decisionLine(res.Approval)...))
 	case errors.Is(err, engine.ErrAlreadyVoted):
-		return text("You have already approved this; waiting for the other approvers.")
+		return reply(R(Txt("You have already approved this; waiting for the other approvers.")))
 	case errors.Is(err, engine.ErrCommentRequired):
-		return text(":memo: Rejecting this needs a reason: `/runbook reject " + approvalID + " <reason>`.")
+		return reply(R(Txt("Rejecting this needs a reason: "), Code("/runbook reject "+approvalID+" <reason>"), Txt(".")))
 	case errors.Is(err, engine.ErrJustificationRequired):
-		return text(":memo: A bypass needs a justification.")
+		return reply(R(Txt("A bypass needs a justification.")))
+	case errors.Is(err, engine.ErrNoBypass):
+		return reply(R(Sym(StatusRefused), Txt(" This runbook has no emergency bypass.")))
 	case errors.Is(err, engine.ErrFinished):
-		return text("This execution has already finished.")
-	case errors.Is(err, engine.ErrNotActive):
-		return text(":hourglass: This execution is not running on this bot right now; try again shortly.")
+		return reply(R(Txt("This execution has already finished.")))
 	case errors.Is(err, engine.ErrNotFound):
-		return text(":question: No approval `" + approvalID + "`.")
+		return reply(R(Sym(StatusQuestion), Txt(" No approval "), Code(approvalID), Txt(".")))
 	}
 	b.log.Error("decision failed", "approval", approvalID, "err", err)
-	return text(":warning: Could not record your decision: " + err.Error())
+	return reply(R(Sym(StatusWarning), Txt(" Could not record your decision right now; try again shortly.")))
+}
+
+// later retries a decision whose execution has no runner at the moment,
+// until a replica takes it over, and tells the person how it went.
+func (b *Bot) later(dr engine.DecisionRequest, req Request) {
+	b.goOwned(func(ctx context.Context) {
+		t := time.NewTicker(b.cfg.RetryEvery)
+		defer t.Stop()
+		deadline := time.Now().Add(b.cfg.RetryFor)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			res, err := b.eng.Decide(ctx, dr)
+			if errors.Is(err, engine.ErrNotActive) && time.Now().Before(deadline) {
+				continue
+			}
+			r := b.decisionReply(dr.ApprovalID, res, err)
+			if errors.Is(err, engine.ErrNotActive) {
+				r = reply(R(Sym(StatusWarning), Txt(" No runner took the execution over in time; your decision was not applied. Please decide again.")))
+			}
+			if r.Reply != nil {
+				b.whisper(req.Platform, req.Conversation, req.User, *r.Reply)
+			}
+			return
+		}
+	})
 }

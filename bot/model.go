@@ -1,16 +1,156 @@
-// Package bot is the chat-neutral bot: it turns engine events into live
-// threads (a parent message and one message per step, edited in place),
-// approval requests with buttons, and replies to commands, and it paces
-// what it sends so the platform's rate limits are never hit. Platforms
-// (bot/slack) render Messages and feed inbound events to Bot.
+// Package bot is the chat-neutral core of runbookbot. It turns the engine's
+// event log into conversations (a parent message per execution, a reply per
+// step, approval cards with buttons) and answers what people type and click.
+//
+// Three seams keep it platform-neutral, so that a chat platform is one
+// sub-package (bot/slack, bot/discord) and one wiring line:
+//
+//   - Messages are built from semantic spans (Mention, Link, Code, Status,
+//     Time …); only a platform package turns them into its markup.
+//   - Handlers return a Response (a reply, a form to open, form errors); the
+//     platform delivers it its own way (Slack: the ack payload or
+//     response_url; Discord: the interaction response).
+//   - A button carries a command line ("approve <approval-id>"), so a click
+//     goes through the same grammar, authorization and audit as a typed
+//     command.
+//
+// The chat view is a reader of the event log with a durable cursor (see
+// view.go): what was delivered to chat is recorded in a ViewStore, and after
+// any restart every execution whose chat lags its events is re-rendered to
+// the final truth. The outbox (outbox.go) is only a cache of pending
+// renders, sent by priority within the platform's limits.
 package bot
 
 import (
-	"context"
-	"errors"
-	"fmt"
+	"strings"
 	"time"
+
+	"github.com/runbookbot/runbookbot/engine"
 )
+
+// SpanKind says what a span means.
+type SpanKind uint8
+
+// Span kinds every platform renders.
+const (
+	SpanText    SpanKind = iota // plain text
+	SpanBold                    // emphasised text
+	SpanItalic                  // secondary text
+	SpanCode                    // an identifier, a value: monospace
+	SpanPre                     // a block of preformatted text (output)
+	SpanMention                 // a person (User is the platform's user id or a name)
+	SpanGroup                   // a group of people from the RBAC config (Group)
+	SpanLink                    // URL with Text
+	SpanStatus                  // a status symbol (Status)
+	SpanTime                    // a moment (Time), shown in the reader's terms
+	SpanBreak                   // a line break
+)
+
+// Status is a state a span shows as a symbol.
+type Status string
+
+// Statuses a platform maps to its own symbols.
+const (
+	StatusOK        Status = "ok"
+	StatusFailed    Status = "failed"
+	StatusRunning   Status = "running"
+	StatusWaiting   Status = "waiting"
+	StatusPending   Status = "pending"
+	StatusSkipped   Status = "skipped"
+	StatusWarning   Status = "warning"
+	StatusRollback  Status = "rollback"
+	StatusAborted   Status = "aborted"
+	StatusPartial   Status = "partial"
+	StatusRefused   Status = "refused"
+	StatusInfo      Status = "info"
+	StatusAlert     Status = "alert"
+	StatusResolved  Status = "resolved"
+	StatusStop      Status = "stop"
+	StatusTimeout   Status = "timeout"
+	StatusEscalated Status = "escalated"
+	StatusLock      Status = "lock"
+	StatusSearch    Status = "search"
+	StatusQuestion  Status = "question"
+	StatusRunbook   Status = "runbook"
+	StatusVote      Status = "vote"
+	StatusQueued    Status = "queued"
+)
+
+// Span is one piece of rich text.
+type Span struct {
+	Kind   SpanKind
+	Text   string
+	User   string
+	URL    string
+	Status Status
+	Time   time.Time
+	Group  *engine.Group
+}
+
+// Rich is text made of spans.
+type Rich []Span
+
+// Txt is plain text.
+func Txt(s string) Span { return Span{Kind: SpanText, Text: s} }
+
+// Bold is emphasised text.
+func Bold(s string) Span { return Span{Kind: SpanBold, Text: s} }
+
+// Ital is secondary (italic) text.
+func Ital(s string) Span { return Span{Kind: SpanItalic, Text: s} }
+
+// Code is an identifier or value, shown monospace.
+func Code(s string) Span { return Span{Kind: SpanCode, Text: s} }
+
+// Pre is a block of preformatted text.
+func Pre(s string) Span { return Span{Kind: SpanPre, Text: s} }
+
+// Mention names a person by their platform user id (or a name when the
+// actor is not a person, e.g. "alert:CheckoutDown").
+func Mention(user string) Span { return Span{Kind: SpanMention, User: user} }
+
+// GroupMention names a group of the RBAC config; each platform mentions
+// its own identities for it (Slack user groups, Discord roles, users).
+func GroupMention(g engine.Group) Span { return Span{Kind: SpanGroup, Group: &g, Text: g.Name} }
+
+// Link is a hyperlink.
+func Link(url, text string) Span { return Span{Kind: SpanLink, URL: url, Text: text} }
+
+// Sym is a status symbol.
+func Sym(s Status) Span { return Span{Kind: SpanStatus, Status: s} }
+
+// At is a moment in time.
+func At(t time.Time) Span { return Span{Kind: SpanTime, Time: t} }
+
+// BR is a line break.
+func BR() Span { return Span{Kind: SpanBreak} }
+
+// R builds rich text.
+func R(spans ...Span) Rich { return Rich(spans) }
+
+// Plain is the text without markup: mentions as @id, links as their text,
+// statuses as words. Platforms use it where no markup is allowed; tests use
+// it to read messages.
+func (r Rich) Plain() string {
+	var b strings.Builder
+	for _, s := range r {
+		switch s.Kind {
+		case SpanMention:
+			b.WriteString("@" + s.User)
+		case SpanGroup:
+			b.WriteString("@" + s.Text)
+		case SpanStatus:
+			b.WriteString("[" + string(s.Status) + "]")
+		case SpanTime:
+			b.WriteString(s.Time.UTC().Format("2006-01-02 15:04 UTC"))
+		case SpanBreak:
+			b.WriteString("\n")
+		default:
+			b.WriteString(s.Text)
+		}
+	}
+	return b.String()
+}
 
 // BlockKind is a kind of message block.
 type BlockKind string
@@ -24,39 +164,57 @@ const (
 	KindDivider BlockKind = "divider"
 )
 
-// Message is a platform-neutral message. Text uses Slack-style mrkdwn
-// (*bold*, `code`, <@USER>), which other platforms translate.
+// Message is a platform-neutral message. Summary is the short form used
+// for notifications and where blocks cannot be shown.
 type Message struct {
-	Text   string  `json:"text"`
-	Blocks []Block `json:"blocks,omitempty"`
+	Summary Rich
+	Blocks  []Block
 }
 
-// Block is one part of a message.
+// Block is one part of a message. ID names it so that the bot can find its
+// own messages again (the first block's ID is the message's key).
 type Block struct {
-	Kind    BlockKind `json:"kind"`
-	ID      string    `json:"id,omitempty"`
-	Text    string    `json:"text,omitempty"`
-	Fields  []string  `json:"fields,omitempty"`
-	Buttons []Button  `json:"buttons,omitempty"`
+	Kind    BlockKind
+	ID      string
+	Text    Rich
+	Fields  []Field
+	Buttons []Button
 }
 
-// Button carries an action id (what) and an opaque value (which); clicks
-// come back as Action with both.
+// Field is a labelled value.
+type Field struct {
+	Label string
+	Value Rich
+}
+
+// ButtonStyle colours a button.
+type ButtonStyle string
+
+// Button styles.
+const (
+	StyleDefault ButtonStyle = ""
+	StylePrimary ButtonStyle = "primary"
+	StyleDanger  ButtonStyle = "danger"
+)
+
+// Button carries a command line: a click is handled as if its user typed
+// Command. ID identifies the button among those the bot issued.
 type Button struct {
-	Label    string `json:"label"`
-	ActionID string `json:"actionId"`
-	Value    string `json:"value"`
-	Style    string `json:"style,omitempty"` // primary | danger
+	ID      string
+	Label   string
+	Command string
+	Style   ButtonStyle
 }
 
-// Modal is a form the bot opens in reply to a click.
+// Modal is a form. Command is the command line the submitted values
+// complete (e.g. "reject <approval-id>" + the comment).
 type Modal struct {
-	CallbackID string
-	Title      string
-	Submit     string
-	Text       string
-	Metadata   string
-	Inputs     []Input
+	ID      string
+	Title   string
+	Submit  string
+	Text    Rich
+	Command string
+	Inputs  []Input
 }
 
 // Input is one text field of a modal.
@@ -68,53 +226,34 @@ type Input struct {
 	Optional    bool
 }
 
-// Platform sends messages to a chat platform. Errors that are rate limits
-// must be *RateLimitedError so the bot waits and retries.
-type Platform interface {
-	// Post sends a message (a thread reply when threadTS is set) and
-	// returns the channel id and message timestamp.
-	Post(ctx context.Context, channel, threadTS string, m Message) (channelID, ts string, err error)
-	Update(ctx context.Context, channel, ts string, m Message) error
-	Ephemeral(ctx context.Context, channel, user string, m Message) error
-	OpenModal(ctx context.Context, triggerID string, m Modal) error
-	Permalink(ctx context.Context, channel, ts string) (string, error)
-	// FindMessage finds a message the bot posted earlier by a block id, in
-	// a thread (threadTS set) or the channel's recent history.
-	FindMessage(ctx context.Context, channel, threadTS, blockID string) (ts string, err error)
+// Response is what a handler answers; the platform delivers it.
+type Response struct {
+	// Reply is shown to the person who typed or clicked.
+	Reply *Message
+	// Ephemeral keeps Reply visible to that person only.
+	Ephemeral bool
+	// Modal asks the platform to open a form.
+	Modal *Modal
+	// FieldErrors, for a submitted form, are shown in the form by input id.
+	FieldErrors map[string]string
 }
 
-// RateLimitedError says the platform refused a call for RetryAfter.
-type RateLimitedError struct{ RetryAfter time.Duration }
-
-func (e *RateLimitedError) Error() string {
-	return fmt.Sprintf("rate limited, retry after %s", e.RetryAfter)
-}
-
-// ErrNotFound is returned by FindMessage when no message matches.
-var ErrNotFound = errors.New("message not found")
-
-// CommandIn is a typed /runbook command.
-type CommandIn struct {
-	User      string
-	Channel   string
-	Text      string
-	TriggerID string
-}
-
-// ActionIn is a button click.
-type ActionIn struct {
-	User      string
-	Channel   string
-	MessageTS string
-	ActionID  string
-	Value     string
-	TriggerID string
-}
-
-// ModalIn is a submitted modal.
-type ModalIn struct {
-	User       string
-	CallbackID string
-	Metadata   string
-	Values     map[string]string
+// Request is something a person did in chat: typed a command, clicked a
+// button, or submitted a form.
+type Request struct {
+	// Platform names the chat platform ("slack", "discord").
+	Platform string
+	// User is the platform's user id.
+	User string
+	// Conversation and Thread are where it happened (opaque references).
+	Conversation string
+	Thread       string
+	// Line is the command line: typed, carried by a button, or completed
+	// by a form.
+	Line string
+	// Button is the id of the clicked button ("" when typed).
+	Button string
+	// Form is the id of the submitted form and Values its inputs.
+	Form   string
+	Values map[string]string
 }

@@ -8,20 +8,29 @@ import (
 	"time"
 )
 
-// Limits paces what the bot sends. The defaults stay under Slack's limits:
-// chat.postMessage about one per second per channel with short bursts,
-// chat.update Tier 3 (about 50 per minute).
-type Limits struct {
-	PostBurst   int
-	PostEvery   time.Duration // per channel
-	UpdateBurst int
-	UpdateEvery time.Duration // workspace-wide
-}
+// prio orders what the outbox sends when the budget is short.
+type prio int
 
-// DefaultLimits returns limits a little under Slack's.
-func DefaultLimits() Limits {
-	return Limits{PostBurst: 3, PostEvery: 1100 * time.Millisecond, UpdateBurst: 10, UpdateEvery: 1300 * time.Millisecond}
-}
+// Priorities, most urgent first.
+const (
+	// prioUrgent: a new execution's parent, approval cards, final states,
+	// answers to people.
+	prioUrgent prio = iota
+	// prioNormal: parent progress, escalations, alert replies.
+	prioNormal
+	// prioStep: step replies; under pressure they are left out (the
+	// parent lists every step).
+	prioStep
+)
+
+// kind is which budget a send uses.
+type kind int
+
+const (
+	kindPost kind = iota
+	kindUpdate
+	kindWhisper
+)
 
 // bucket is a token bucket on the wall clock (platform limits are real
 // time even when the engine runs on a fake clock).
@@ -34,7 +43,7 @@ type bucket struct {
 }
 
 func newBucket(burst int, every time.Duration) *bucket {
-	return &bucket{burst: float64(burst), every: every, tokens: float64(burst), last: time.Now()}
+	return &bucket{burst: float64(max(burst, 1)), every: every, tokens: float64(max(burst, 1)), last: time.Now()}
 }
 
 // ready returns 0 when a token can be taken now, else how long to wait.
@@ -63,208 +72,230 @@ func (b *bucket) pause(now time.Time, d time.Duration) {
 	b.tokens = 0
 }
 
-// item is one message the outbox keeps in sync with the state it renders.
+// item is one pending send: the latest rendering of a message, computed
+// when it is sent (so intermediate states coalesce).
 type item struct {
-	key      string
-	channel  string
-	threadTS func() string
-	ts       string
-	find     string // block id to look for before posting (after a restart)
-	render   func() Message
-	oneShot  bool
+	key   string
+	conv  string
+	kind  kind
+	prio  prio
+	ready bool // false: waits for something else (the parent's reference)
+	since time.Time
+
+	send func(ctx context.Context) error
+	skip func(ctx context.Context) // left out under pressure (step replies)
+
 	queued   bool
+	inflight bool
+	again    bool // marked while in flight: send once more
 	attempts int
-	posted   func(channel, ts string)
 }
 
-// outbox sends the latest rendering of each dirty message, paced by the
-// limits; intermediate states are coalesced, rate limits honoured, final
-// states never lost.
+// mark asks for an item; fields of a queued item are refreshed.
+type mark struct {
+	key   string
+	conv  string
+	kind  kind
+	prio  prio
+	ready bool
+	send  func(ctx context.Context) error
+	skip  func(ctx context.Context)
+}
+
+// outbox sends the pending renders of one platform by priority, within its
+// limits: posts per conversation, edits and whispers platform-wide.
 type outbox struct {
-	p      Platform
 	log    *slog.Logger
 	limits Limits
 
-	mu      sync.Mutex
-	items   map[string]*item
-	queue   []*item
-	posts   map[string]*bucket
-	alias   map[string]string // #name → channel id, learned from posts
-	updates *bucket
-	wake    chan struct{}
-	idle    chan struct{} // closed while the queue is empty
-	stats   Stats
+	mu       sync.Mutex
+	items    map[string]*item
+	posts    map[string]*bucket
+	alias    map[string]string // #name → conversation id, learned from posts
+	updates  *bucket
+	whispers *bucket
+	wake     chan struct{}
+	idle     chan struct{} // closed while nothing is queued or in flight
+	stats    Stats
 }
 
 // Stats counts what the outbox did.
 type Stats struct {
-	Posts, Updates, RateLimited, Errors int
+	Sent, RateLimited, Errors, Skipped int
 }
 
-func newOutbox(p Platform, limits Limits, log *slog.Logger) *outbox {
-	o := &outbox{p: p, log: log, limits: limits, items: map[string]*item{}, posts: map[string]*bucket{}, alias: map[string]string{},
-		updates: newBucket(limits.UpdateBurst, limits.UpdateEvery), wake: make(chan struct{}, 1), idle: make(chan struct{})}
+func newOutbox(limits Limits, log *slog.Logger) *outbox {
+	if limits.StepPatience <= 0 {
+		limits.StepPatience = 5 * time.Second
+	}
+	o := &outbox{log: log, limits: limits, items: map[string]*item{}, posts: map[string]*bucket{}, alias: map[string]string{},
+		updates: newBucket(limits.UpdateBurst, limits.UpdateEvery), whispers: newBucket(20, 700*time.Millisecond),
+		wake: make(chan struct{}, 1), idle: make(chan struct{})}
 	close(o.idle)
 	return o
 }
 
-// mark registers (or refreshes) an item and queues it.
-func (o *outbox) mark(it item) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	cur := o.items[it.key]
-	if cur == nil || it.oneShot {
-		cp := it
-		cur = &cp
-		if !it.oneShot {
-			o.items[it.key] = cur
-		}
-	} else if cur.channel == "" {
-		cur.channel = it.channel
-	}
-	if cur.queued {
+// add queues (or refreshes) items.
+func (o *outbox) add(ms ...mark) {
+	if len(ms) == 0 {
 		return
 	}
-	cur.queued = true
-	o.queue = append(o.queue, cur)
+	o.mu.Lock()
+	now := time.Now()
+	for _, m := range ms {
+		it := o.items[m.key]
+		if it == nil {
+			it = &item{key: m.key}
+			o.items[m.key] = it
+		}
+		if !it.queued {
+			it.since = now
+			it.prio = m.prio
+		} else {
+			it.prio = min(it.prio, m.prio)
+		}
+		it.conv, it.kind, it.ready, it.send, it.skip = m.conv, m.kind, m.ready, m.send, m.skip
+		if it.inflight {
+			it.again = true
+		}
+		it.queued = true
+	}
 	select {
 	case <-o.idle:
 		o.idle = make(chan struct{})
 	default:
 	}
+	o.mu.Unlock()
+	o.poke()
+}
+
+func (o *outbox) poke() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
 	}
 }
 
-// acquirePost waits for a post token of channel, for posts made outside the
-// queue (the parent a start depends on), so they count against the same
-// limit.
-func (o *outbox) acquirePost(ctx context.Context, channel string) error {
-	for {
-		o.mu.Lock()
-		b := o.postBucketLocked(channel)
-		d := b.ready(time.Now())
-		if d == 0 {
-			b.take()
-			o.mu.Unlock()
-			return nil
-		}
-		o.mu.Unlock()
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-func (o *outbox) pausePosts(channel string, d time.Duration) {
+// pending reports whether a key is queued or in flight.
+func (o *outbox) pending(key string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.postBucketLocked(channel).pause(time.Now(), d)
+	it := o.items[key]
+	return it != nil && (it.queued || it.inflight)
 }
 
-func (o *outbox) lookup(key string) (channel, ts string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if it := o.items[key]; it != nil {
-		return it.channel, it.ts
-	}
-	return "", ""
-}
-
-func (o *outbox) forget(prefix string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for k, it := range o.items {
-		if len(k) >= len(prefix) && k[:len(prefix)] == prefix && !it.queued {
-			delete(o.items, k)
-		}
-	}
-}
-
-// idleC returns a channel closed when nothing is queued.
+// idleC returns a channel closed when nothing is queued or in flight.
 func (o *outbox) idleC() <-chan struct{} {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.idle
 }
 
-func (o *outbox) bucketFor(it *item) *bucket {
-	if it.ts != "" {
+func (o *outbox) bucketLocked(it *item) *bucket {
+	switch it.kind {
+	case kindUpdate:
 		return o.updates
+	case kindWhisper:
+		return o.whispers
 	}
-	return o.postBucketLocked(it.channel)
+	return o.postBucketLocked(it.conv)
 }
 
-// postBucketLocked returns the channel's post bucket; a #name and its id
-// share one once a post has told the two apart.
-func (o *outbox) postBucketLocked(channel string) *bucket {
-	if id, ok := o.alias[channel]; ok {
-		channel = id
+// postBucketLocked returns a conversation's post bucket; a #name and its
+// id share one once a post has told the two apart.
+func (o *outbox) postBucketLocked(conv string) *bucket {
+	if id, ok := o.alias[conv]; ok {
+		conv = id
 	}
-	b := o.posts[channel]
+	b := o.posts[conv]
 	if b == nil {
 		b = newBucket(o.limits.PostBurst, o.limits.PostEvery)
-		o.posts[channel] = b
+		o.posts[conv] = b
 	}
 	return b
 }
 
-// learn records that a post to channel landed in id.
-func (o *outbox) learn(channel, id string) {
-	if channel == id || id == "" {
+// learn records that a post to conv landed in id.
+func (o *outbox) learn(conv, id string) {
+	if conv == id || id == "" {
 		return
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.alias[channel]; ok {
+	if _, ok := o.alias[conv]; ok {
 		return
 	}
-	o.alias[channel] = id
-	if b, ok := o.posts[channel]; ok {
+	o.alias[conv] = id
+	if b, ok := o.posts[conv]; ok {
 		if _, has := o.posts[id]; !has {
 			o.posts[id] = b
 		}
 	}
 }
 
-// next takes the first queued item whose bucket has a token, or says how
-// long until one will.
-func (o *outbox) next(now time.Time) (*item, time.Duration) {
+// pausePosts stops posting to a conversation for d (after a 429).
+func (o *outbox) pause(it *item, d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	wait := time.Duration(-1)
-	for i, it := range o.queue {
-		b := o.bucketFor(it)
-		if d := b.ready(now); d > 0 {
+	o.bucketLocked(it).pause(time.Now(), d)
+}
+
+// next picks the most urgent ready item whose budget allows it now (oldest
+// first within a priority), or a step reply that waited too long (to be
+// skipped); else it says how long until a budget frees up.
+func (o *outbox) next(now time.Time) (it *item, do func(context.Context) error, skip bool, wait time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	wait = -1
+	var best *item
+	busy := false
+	for _, c := range o.items {
+		if !c.queued || c.inflight || !c.ready {
+			busy = busy || c.queued || c.inflight
+			continue
+		}
+		busy = true
+		if c.prio == prioStep && c.kind == kindPost && c.skip != nil && now.Sub(c.since) > o.limits.StepPatience {
+			c.queued = false
+			c.inflight = true
+			sk := c.skip
+			return c, func(ctx context.Context) error { sk(ctx); return nil }, true, 0
+		}
+		if d := o.bucketLocked(c).ready(now); d > 0 {
 			if wait < 0 || d < wait {
 				wait = d
 			}
+			if c.prio == prioStep && c.kind == kindPost && c.skip != nil {
+				if left := o.limits.StepPatience - now.Sub(c.since) + time.Millisecond; wait < 0 || left < wait {
+					wait = max(left, time.Millisecond)
+				}
+			}
 			continue
 		}
-		b.take()
-		o.queue = append(o.queue[:i], o.queue[i+1:]...)
-		it.queued = false
-		return it, 0
+		if best == nil || c.prio < best.prio || (c.prio == best.prio && c.since.Before(best.since)) {
+			best = c
+		}
 	}
-	if len(o.queue) == 0 {
+	if best != nil {
+		o.bucketLocked(best).take()
+		best.queued = false
+		best.inflight = true
+		return best, best.send, false, 0
+	}
+	if !busy {
 		select {
 		case <-o.idle:
 		default:
 			close(o.idle)
 		}
 	}
-	return nil, wait
+	return nil, nil, false, wait
 }
 
+// run sends until ctx ends.
 func (o *outbox) run(ctx context.Context) {
 	for {
-		it, wait := o.next(time.Now())
+		it, do, skip, wait := o.next(time.Now())
 		if it == nil {
 			var timer <-chan time.Time
 			var t *time.Timer
@@ -285,84 +316,47 @@ func (o *outbox) run(ctx context.Context) {
 			}
 			continue
 		}
-		o.send(ctx, it)
+		err := do(ctx)
+		o.finish(it, err, skip)
 	}
 }
 
-func (o *outbox) send(ctx context.Context, it *item) {
-	msg := it.render()
-	o.mu.Lock()
-	channel, ts, find := it.channel, it.ts, it.find
-	it.find = ""
-	o.mu.Unlock()
-	thread := ""
-	if it.threadTS != nil {
-		thread = it.threadTS()
-	}
-	var err error
-	if ts == "" && find != "" {
-		if found, ferr := o.p.FindMessage(ctx, channel, thread, find); ferr == nil {
-			ts = found
-			o.mu.Lock()
-			it.ts = found
-			o.mu.Unlock()
-		}
-	}
-	if ts == "" {
-		var ch string
-		ch, ts, err = o.p.Post(ctx, channel, thread, msg)
-		if err == nil {
-			o.learn(channel, ch)
-			o.mu.Lock()
-			it.channel, it.ts = ch, ts
-			o.stats.Posts++
-			o.mu.Unlock()
-			if it.posted != nil {
-				it.posted(ch, ts)
-			}
-		}
-	} else {
-		err = o.p.Update(ctx, channel, ts, msg)
-		if err == nil {
-			o.mu.Lock()
-			o.stats.Updates++
-			o.mu.Unlock()
-		}
-	}
-	if err == nil {
-		o.mu.Lock()
-		it.attempts = 0
-		o.mu.Unlock()
-		return
-	}
+// finish settles a send: done, requeued after a rate limit, or retried a
+// few times after an error (the view's sweep re-renders what still lags).
+func (o *outbox) finish(it *item, err error, skipped bool) {
 	var rl *RateLimitedError
+	if errors.As(err, &rl) {
+		o.pause(it, rl.RetryAfter)
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if errors.As(err, &rl) {
+	it.inflight = false
+	switch {
+	case skipped:
+		o.stats.Skipped++
+	case err == nil:
+		o.stats.Sent++
+		it.attempts = 0
+	case rl != nil:
 		o.stats.RateLimited++
-		o.bucketFor(it).pause(time.Now(), rl.RetryAfter)
-		o.requeueLocked(it, true)
-		return
+		it.queued = true
+	default:
+		o.stats.Errors++
+		it.attempts++
+		if it.attempts < 3 {
+			o.log.Warn("chat call failed; will retry", "message", it.key, "err", err)
+			it.queued = true
+		} else {
+			o.log.Error("chat call failed; the view's sweep will try again later", "message", it.key, "err", err)
+			it.attempts = 0
+		}
 	}
-	o.stats.Errors++
-	it.attempts++
-	if it.attempts < 3 && ctx.Err() == nil {
-		o.log.Warn("chat call failed; will retry", "message", it.key, "err", err)
-		o.requeueLocked(it, false)
-		return
+	if it.again {
+		it.again = false
+		it.queued = true
 	}
-	o.log.Error("chat call failed; giving up on this message", "message", it.key, "err", err)
-}
-
-func (o *outbox) requeueLocked(it *item, front bool) {
-	if it.queued {
-		return
-	}
-	it.queued = true
-	if front {
-		o.queue = append([]*item{it}, o.queue...)
-	} else {
-		o.queue = append(o.queue, it)
+	if !it.queued {
+		delete(o.items, it.key)
 	}
 	select {
 	case o.wake <- struct{}{}:

@@ -24,7 +24,7 @@ func golden(t *testing.T, name string, m bot.Message) {
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(map[string]any{"text": m.Text, "blocks": Blocks(m)}); err != nil {
+	if err := enc.Encode(map[string]any{"text": Text(m), "blocks": Blocks(m)}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join("testdata", name+".json")
@@ -112,10 +112,10 @@ func TestBlockKitGolden(t *testing.T) {
 	parent, steps, _ = bot.RenderThread(failed, 4, false, end)
 	golden(t, "parent-rollback", parent)
 	for _, s := range steps {
-		if strings.Contains(s.Text, "restart: failure") {
+		if strings.Contains(s.Summary.Plain(), "restart: failed") {
 			golden(t, "step-failed", s)
 		}
-		if strings.Contains(s.Text, "announce: skipped") {
+		if strings.Contains(s.Summary.Plain(), "announce: skipped") {
 			golden(t, "step-skipped", s)
 		}
 	}
@@ -133,11 +133,11 @@ func TestBlockKitGolden(t *testing.T) {
 // The rendered blocks respect Slack's limits even for huge inputs.
 func TestBlocksStayWithinLimits(t *testing.T) {
 	long := strings.Repeat("x", 5000)
-	m := bot.Message{Text: long}
+	m := bot.Message{Summary: bot.R(bot.Txt(long))}
 	for i := 0; i < 60; i++ {
-		m.Blocks = append(m.Blocks, bot.Block{Kind: bot.KindSection, Text: long, Fields: []string{long, long}})
+		m.Blocks = append(m.Blocks, bot.Block{Kind: bot.KindSection, Text: bot.R(bot.Txt(long)), Fields: []bot.Field{{Label: "a", Value: bot.R(bot.Txt(long))}, {Value: bot.R(bot.Code(long))}}})
 	}
-	m.Blocks[0] = bot.Block{Kind: bot.KindActions, ID: "a", Buttons: []bot.Button{{Label: long, ActionID: "x", Value: "v"}}}
+	m.Blocks[0] = bot.Block{Kind: bot.KindActions, ID: "a", Buttons: []bot.Button{{Label: long, ID: "x", Command: long}}}
 	bs := Blocks(m)
 	if len(bs) != 50 {
 		t.Fatalf("%d blocks, want 50", len(bs))
@@ -148,5 +148,36 @@ func TestBlocksStayWithinLimits(t *testing.T) {
 	sec := decoded[1]["text"].(map[string]any)["text"].(string)
 	if n := len([]rune(sec)); n > 3000 {
 		t.Errorf("section text %d chars", n)
+	}
+	if n := len([]rune(Text(m))); n > 3000 {
+		t.Errorf("fallback text %d chars", n)
+	}
+}
+
+// Spans become mrkdwn: people and groups as mentions (names stay text),
+// markup characters escaped, statuses as emoji, times as Slack dates.
+func TestMrkdwn(t *testing.T) {
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	g := engine.Group{Name: "oncall", Users: []string{"U0BOB"}, SlackUserGroups: []string{"S0ONCALL"}}
+	tests := []struct {
+		name string
+		in   bot.Rich
+		want string
+	}{
+		{"mention", bot.R(bot.Txt("by "), bot.Mention("U0ALICE")), "by <@U0ALICE>"},
+		{"actor that is no user", bot.R(bot.Mention("alert:CheckoutDown")), "alert:CheckoutDown"},
+		{"group", bot.R(bot.GroupMention(g)), "<@U0BOB> <!subteam^S0ONCALL>"},
+		{"escaping", bot.R(bot.Txt("a < b & c > d")), "a &lt; b &amp; c &gt; d"},
+		{"code and bold", bot.R(bot.Bold("x"), bot.Txt(" "), bot.Code("k=`v`")), "*x* `k='v'`"},
+		{"status", bot.R(bot.Sym(bot.StatusOK)), ":white_check_mark:"},
+		{"link", bot.R(bot.Link("https://x/y", "a|b")), "<https://x/y|a¦b>"},
+		{"time", bot.R(bot.At(at)), "<!date^1795773600^{date_short_pretty} {time}|2026-11-27 10:00 UTC>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Mrkdwn(tt.in); got != tt.want {
+				t.Errorf("Mrkdwn = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

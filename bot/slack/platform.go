@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/runbookbot/runbookbot/bot"
 	"github.com/slack-go/slack"
@@ -28,8 +29,24 @@ func NewPlatform(api *slack.Client) *Platform {
 	return &Platform{api: api, channels: map[string]string{}, groups: map[string]string{}}
 }
 
+// Name is the platform's name in execution triggers.
+func (p *Platform) Name() string { return Name }
+
+// Name is Slack's name in execution triggers.
+const Name = "slack"
+
+// DefaultLimits stay a little under Slack's: chat.postMessage about one per
+// second per channel with short bursts, chat.update Tier 3 (about 50 per
+// minute per workspace).
+func DefaultLimits() bot.Limits {
+	return bot.Limits{PostBurst: 3, PostEvery: 1100 * time.Millisecond, UpdateBurst: 10, UpdateEvery: 1300 * time.Millisecond, StepPatience: 5 * time.Second}
+}
+
+// Limits implements bot.Platform.
+func (p *Platform) Limits() bot.Limits { return DefaultLimits() }
+
 func opts(m bot.Message) []slack.MsgOption {
-	o := []slack.MsgOption{slack.MsgOptionText(clip(m.Text, 3000), false)}
+	o := []slack.MsgOption{slack.MsgOptionText(Text(m), false)}
 	if len(m.Blocks) > 0 {
 		o = append(o, slack.MsgOptionBlocks(Blocks(m)...))
 	}
@@ -45,52 +62,47 @@ func convert(err error) error {
 }
 
 // Post sends a message or a thread reply.
-func (p *Platform) Post(ctx context.Context, channel, threadTS string, m bot.Message) (string, string, error) {
+func (p *Platform) Post(ctx context.Context, channel, thread string, m bot.Message) (bot.MessageRef, error) {
 	o := opts(m)
-	if threadTS != "" {
-		o = append(o, slack.MsgOptionTS(threadTS))
+	if thread != "" {
+		o = append(o, slack.MsgOptionTS(thread))
 	}
 	ch, ts, err := p.api.PostMessageContext(ctx, channel, o...)
 	if err != nil {
-		return "", "", convert(err)
+		return bot.MessageRef{}, convert(err)
 	}
 	if strings.HasPrefix(channel, "#") {
 		p.mu.Lock()
 		p.channels[strings.TrimPrefix(channel, "#")] = ch
 		p.mu.Unlock()
 	}
-	return ch, ts, nil
+	return bot.MessageRef{Conversation: ch, ID: ts}, nil
 }
 
 // Update edits a message in place.
-func (p *Platform) Update(ctx context.Context, channel, ts string, m bot.Message) error {
-	ch, err := p.channelID(ctx, channel)
+func (p *Platform) Update(ctx context.Context, ref bot.MessageRef, m bot.Message) error {
+	ch, err := p.channelID(ctx, ref.Conversation)
 	if err != nil {
 		return err
 	}
-	_, _, _, err = p.api.UpdateMessageContext(ctx, ch, ts, opts(m)...)
+	_, _, _, err = p.api.UpdateMessageContext(ctx, ch, ref.ID, opts(m)...)
 	return convert(err)
 }
 
-// Ephemeral shows a message to one user.
-func (p *Platform) Ephemeral(ctx context.Context, channel, user string, m bot.Message) error {
+// Whisper shows a message to one user.
+func (p *Platform) Whisper(ctx context.Context, channel, user string, m bot.Message) error {
 	_, err := p.api.PostEphemeralContext(ctx, channel, user, opts(m)...)
 	return convert(err)
 }
 
-// OpenModal opens a form in reply to a click.
-func (p *Platform) OpenModal(ctx context.Context, triggerID string, m bot.Modal) error {
-	_, err := p.api.OpenViewContext(ctx, triggerID, modalView(m))
-	return convert(err)
-}
-
-// Permalink links to a message.
-func (p *Platform) Permalink(ctx context.Context, channel, ts string) (string, error) {
-	ch, err := p.channelID(ctx, channel)
+// Link links to a message.
+func (p *Platform) Link(ctx context.Context, ref bot.MessageRef) (string, error) {
+	ch, err := p.channelID(ctx, ref.Conversation)
 	if err != nil {
 		return "", err
 	}
-	return p.api.GetPermalinkContext(ctx, &slack.PermalinkParameters{Channel: ch, Ts: ts})
+	l, err := p.api.GetPermalinkContext(ctx, &slack.PermalinkParameters{Channel: ch, Ts: ref.ID})
+	return l, convert(err)
 }
 
 // channelID resolves #name to an id (conversations.info, then
@@ -135,12 +147,12 @@ func (p *Platform) channelID(ctx context.Context, ref string) (string, error) {
 	return id, nil
 }
 
-// FindMessage finds one of the bot's messages by block id, in a thread or
+// Find finds one of the bot's messages by block id, in a thread or
 // in the channel's recent history.
-func (p *Platform) FindMessage(ctx context.Context, channel, threadTS, blockID string) (string, error) {
+func (p *Platform) Find(ctx context.Context, channel, threadTS, blockID string) (bot.MessageRef, error) {
 	ch, err := p.channelID(ctx, channel)
 	if err != nil {
-		return "", err
+		return bot.MessageRef{}, err
 	}
 	var msgs []slack.Message
 	if threadTS != "" {
@@ -153,15 +165,15 @@ func (p *Platform) FindMessage(ctx context.Context, channel, threadTS, blockID s
 		}
 	}
 	if err != nil {
-		return "", convert(err)
+		return bot.MessageRef{}, convert(err)
 	}
 	for _, m := range msgs {
 		raw, _ := json.Marshal(m.Blocks)
 		if strings.Contains(string(raw), `"block_id":"`+blockID+`"`) {
-			return m.Timestamp, nil
+			return bot.MessageRef{Conversation: ch, ID: m.Timestamp}, nil
 		}
 	}
-	return "", bot.ErrNotFound
+	return bot.MessageRef{}, bot.ErrNotFound
 }
 
 // UserGroupMembers lists a user group's members (by id, or by handle).

@@ -169,7 +169,7 @@ func TestAlertmanagerSlackConfigsToThread(t *testing.T) {
 	h.message(alertsCh, "the settle step in the alert thread", contains("*settle*", "running"))
 	h.advance(2, 2*time.Second) // the sleep and the step timeout
 	h.message(alertsCh, "success in the alert thread", func(m slackemu.Message) bool {
-		return m.ThreadTS == alert.TS && strings.Contains(body(m), "*success*")
+		return m.ThreadTS == alert.TS && strings.Contains(body(m), "*Succeeded*")
 	})
 	postAlert(t, am, labels, true)
 	h.message(alertsCh, "the resolution in the same thread", func(m slackemu.Message) bool {
@@ -195,7 +195,9 @@ func TestAlertmanagerWebhookToThread(t *testing.T) {
 		return m.ThreadTS == root.TS && strings.Contains(body(m), "example-echo v1.0.0")
 	})
 	h.advance(2, 2*time.Second) // the sleep and the step timeout
-	h.message(alertsCh, "success", func(m slackemu.Message) bool { return m.ThreadTS == root.TS && strings.Contains(body(m), "*success*") })
+	h.message(alertsCh, "success", func(m slackemu.Message) bool {
+		return m.ThreadTS == root.TS && strings.Contains(body(m), "*Succeeded*")
+	})
 	postAlert(t, am, labels, true)
 	h.message(alertsCh, "resolved in the same thread", func(m slackemu.Message) bool {
 		return m.ThreadTS == root.TS && strings.Contains(body(m), "Resolved:")

@@ -69,7 +69,7 @@ func BenchmarkSlackCallsPerExecution(b *testing.B) {
 		before := count()
 		h.slash("alice", h.ops, "run noop")
 		h.message(h.ops, "a finished noop", func(m slackemu.Message) bool {
-			return strings.Contains(body(m), "noop v1.0.0") && strings.Contains(body(m), "*success*") && m.Edits > 0 && !seen(m.TS)
+			return strings.Contains(body(m), "noop v1.0.0") && strings.Contains(body(m), "*Succeeded*") && m.Edits > 0 && !seen(m.TS)
 		})
 		if err := h.rb.bot.Flush(context.Background()); err != nil {
 			b.Fatal(err)
@@ -111,7 +111,7 @@ func BenchmarkSlackBurst(b *testing.B) {
 			n := 0
 			for _, c := range chans {
 				for _, m := range h.emu.Messages(c) {
-					if strings.Contains(body(m), "*success*") {
+					if strings.Contains(body(m), "*Succeeded*") {
 						n++
 					}
 				}

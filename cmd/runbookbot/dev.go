@@ -54,7 +54,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "  users: alice, bob, carol · channels: #ops, #alerts, #incidents · store: %s\n", o.dataDir)
 	fmt.Fprintf(stdout, "  try: /runbook run example-echo service=checkout environment=production (as alice, approve as bob)\n")
 	fmt.Fprintf(stdout, "  alert webhook: %s\n", demo.AlertWebhook)
-	if err := rb.client.Run(ctx); err != nil {
+	if err := rb.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
 		return exitFailure
 	}

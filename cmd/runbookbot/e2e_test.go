@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/runbookbot/runbookbot/bot"
+	slackbot "github.com/runbookbot/runbookbot/bot/slack"
 	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/engine/enginetest"
@@ -29,7 +28,6 @@ type e2e struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	opts     botOptions
-	srv      *http.Server
 	users    map[string]string
 	ops      string
 	incident string
@@ -102,7 +100,7 @@ groups:
 	}
 	h.opts = botOptions{common: common{runbooks: dir, dataDir: filepath.Join(t.TempDir(), "data")},
 		approvalChannel: "#incidents", botToken: "xoxb-test", appToken: "xapp-test", apiURL: emu.APIURL(),
-		noRBAC: !withRBAC, clock: h.clock, limits: bot.DefaultLimits()}
+		noRBAC: !withRBAC, clock: h.clock, limits: slackbot.DefaultLimits()}
 	h.start()
 	t.Cleanup(h.stop)
 	return h
@@ -120,17 +118,17 @@ func (h *e2e) start() {
 		h.t.Fatalf("startBot: %v (log %d bytes: %q)", err, len(b), b[:min(len(b), 80)])
 	}
 	if h.opts.listen != "" {
-		srv, err := rb.listen(h.opts.listen)
-		if err != nil {
+		if err := rb.listen(h.opts.listen); err != nil {
 			h.t.Fatal(err)
 		}
-		h.srv = srv
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.rb, h.cancel, h.done = rb, cancel, make(chan struct{})
 	go func() {
 		defer close(h.done)
-		_ = rb.client.Run(ctx)
+		if err := rb.run(ctx); err != nil {
+			h.t.Errorf("run: %v", err)
+		}
 	}()
 }
 
@@ -140,10 +138,6 @@ func (h *e2e) stop() {
 	}
 	h.cancel()
 	<-h.done
-	if h.srv != nil {
-		h.srv.Close()
-		h.srv = nil
-	}
 	h.rb.close()
 	h.rb = nil
 }
@@ -283,7 +277,7 @@ func TestSlackRunApproveSucceeds(t *testing.T) {
 		return m.TS == approval.TS && strings.Contains(body(m), "Approved by <@"+h.users["bob"]+">") && !strings.Contains(body(m), "approval:approve")
 	})
 	h.message(h.ops, "the parent showing success", func(m slackemu.Message) bool {
-		return m.TS == parent.TS && strings.Contains(body(m), "*success*")
+		return m.TS == parent.TS && strings.Contains(body(m), "*Succeeded*")
 	})
 	if err := h.rb.bot.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -341,9 +335,10 @@ func TestSlackRejectWithComment(t *testing.T) {
 		return m.TS == approval.TS && strings.Contains(body(m), "Rejected by <@"+h.users["bob"]+">") && strings.Contains(body(m), "look at the heap dump first")
 	})
 	h.message(h.ops, "the parent showing aborted", func(m slackemu.Message) bool {
-		return m.TS == parent.TS && strings.Contains(body(m), "*aborted*")
+		return m.TS == parent.TS && strings.Contains(body(m), "*Aborted*")
 	})
-	h.message(h.ops, "the restart step failed with the reason", contains("*restart*", ":x:", "look at the heap dump first"))
+	// The step says it was not run, who rejected it and why, with a mention.
+	h.message(h.ops, "the restart step not run, with the reason", contains("*restart*", "not run — rejected by <@"+h.users["bob"]+">: look at the heap dump first"))
 }
 
 func TestSlackEscalationAndTimeout(t *testing.T) {
@@ -357,7 +352,7 @@ func TestSlackEscalationAndTimeout(t *testing.T) {
 	h.message(h.incident, "the timeout on the request", func(m slackemu.Message) bool {
 		return m.TS == approval.TS && strings.Contains(body(m), "no decision in time")
 	})
-	h.message(h.ops, "aborted", func(m slackemu.Message) bool { return m.TS == parent.TS && strings.Contains(body(m), "*aborted*") })
+	h.message(h.ops, "aborted", func(m slackemu.Message) bool { return m.TS == parent.TS && strings.Contains(body(m), "*Aborted*") })
 }
 
 func TestSlackRBACRefusals(t *testing.T) {
@@ -399,7 +394,12 @@ func approvalValue(t *testing.T, m slackemu.Message) string {
 		t.Fatal("no button value")
 	}
 	rest := s[i+len(`"value":"`):]
-	return rest[:strings.IndexByte(rest, '"')]
+	// A button carries a command line: "approve <approval-id>".
+	words := strings.Fields(rest[:strings.IndexByte(rest, '"')])
+	if len(words) < 2 {
+		t.Fatalf("button value %q is not a command line", words)
+	}
+	return words[1]
 }
 
 func TestSlackRestartWhileWaiting(t *testing.T) {
@@ -412,12 +412,13 @@ func TestSlackRestartWhileWaiting(t *testing.T) {
 		return m.TS == approval.TS && strings.Contains(body(m), "Approved by")
 	})
 	h.message(h.ops, "success on the original parent", func(m slackemu.Message) bool {
-		return m.TS == parent.TS && strings.Contains(body(m), "*success*")
+		return m.TS == parent.TS && strings.Contains(body(m), "*Succeeded*")
 	})
 	// No duplicate approval request or parent was posted.
 	n := 0
+	card := `"block_id":"approval:` + approvalValue(t, approval) + `"`
 	for _, m := range h.emu.AllMessages(h.incident) {
-		if strings.Contains(body(m), "Approval needed") && m.ThreadTS == "" {
+		if strings.Contains(string(m.Blocks), card) && m.ThreadTS == "" {
 			n++
 		}
 	}
@@ -450,7 +451,7 @@ func TestSlackWithRedisStoreAndAuditStream(t *testing.T) {
 	h.start()
 	parent, approval := h.startProduction()
 	h.click("bob", approval, "approval:approve")
-	h.message(h.ops, "success", func(m slackemu.Message) bool { return m.TS == parent.TS && strings.Contains(body(m), "*success*") })
+	h.message(h.ops, "success", func(m slackemu.Message) bool { return m.TS == parent.TS && strings.Contains(body(m), "*Succeeded*") })
 	client, err := redis.NewClient(srv.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -526,7 +527,7 @@ func TestSlackEmergencyBypass(t *testing.T) {
 	h.message(h.incident, "the bypass on the request", func(m slackemu.Message) bool {
 		return m.TS == approval.TS && strings.Contains(body(m), "Emergency bypass by <@"+h.users["sam"]+">") && strings.Contains(body(m), "checkout is down for everyone")
 	})
-	h.message(h.ops, "success", func(m slackemu.Message) bool { return m.TS == parent.TS && strings.Contains(body(m), "*success*") })
+	h.message(h.ops, "success", func(m slackemu.Message) bool { return m.TS == parent.TS && strings.Contains(body(m), "*Succeeded*") })
 	evs, _ := h.rb.store.Events(context.Background(), engine.ExecutionOf(approvalValue(t, approval)))
 	levels := map[engine.EventType]string{}
 	for _, e := range evs {

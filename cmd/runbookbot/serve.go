@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/runbookbot/runbookbot/bot"
 	slackbot "github.com/runbookbot/runbookbot/bot/slack"
 	"github.com/runbookbot/runbookbot/commands"
 	"github.com/runbookbot/runbookbot/commands/alerts"
 	"github.com/runbookbot/runbookbot/engine"
+	"github.com/runbookbot/runbookbot/integrations/embedded"
 	"github.com/runbookbot/runbookbot/integrations/metrics"
 	"github.com/runbookbot/runbookbot/integrations/notify"
 	"github.com/runbookbot/runbookbot/integrations/redis"
@@ -49,17 +51,60 @@ type runningBot struct {
 	bot     *bot.Bot
 	client  *slackbot.Client
 	store   engine.Store
+	views   io.Closer // the chat view's store, when it needs closing
 	cat     *engine.Catalog
-	stopBG  context.CancelFunc
 	addr    string
 	metrics *metrics.Metrics
+	// parts are the long-running parts run starts and waits for.
+	parts []func(ctx context.Context) error
 }
 
+// run starts every long-running part (the Slack connection, the chat view,
+// the audit mirror, group refreshes, lease watching) under one errgroup,
+// and returns once all of them have stopped: when ctx ends, or when one
+// fails (the others are then stopped).
+func (r *runningBot) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for i, p := range r.parts {
+		g.Go(func() error {
+			err := p(gctx)
+			if err != nil {
+				err = fmt.Errorf("part %d: %w", i, err)
+			}
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// close releases what startBot opened; call it after run has returned.
 func (r *runningBot) close() {
-	r.stopBG()
-	r.bot.Close()
 	r.eng.Close()
+	if r.views != nil {
+		r.views.Close()
+	}
 	r.store.Close()
+}
+
+// part wraps a loop that returns nothing.
+func part(f func(ctx context.Context)) func(ctx context.Context) error {
+	return func(ctx context.Context) error { f(ctx); return nil }
+}
+
+// openViews opens the chat view's store beside the event store: a file in
+// the embedded store's directory, or keys in Redis.
+func openViews(ctx context.Context, store engine.Store, where string) (bot.ViewStore, io.Closer, error) {
+	if rs, ok := store.(*redis.Store); ok {
+		return redis.NewChatViews(rs), nil, nil
+	}
+	if _, ok := store.(*embedded.Store); ok {
+		v, err := embedded.OpenChatViews(where)
+		if err != nil {
+			return nil, nil, err
+		}
+		return v, v, nil
+	}
+	return bot.NewMemoryViews(), nil, nil
 }
 
 // startBot wires the engine, store, RBAC and Slack, resumes unfinished
@@ -122,7 +167,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	}
 	cfg := engine.Config{Store: store, Registry: reg, Catalog: cat, Clock: clock, Approvers: auth,
 		Secrets: secretSource(cat, log), Logger: log, DefaultStepTimeout: 10 * time.Minute}
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var parts []func(ctx context.Context) error
 	var fwd *redis.Forwarder
 	if rs, ok := store.(*redis.Store); ok {
 		// Replicas share this store: leases decide who drives what, and
@@ -137,7 +182,6 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	if url := o.auditURL(); url != "" {
 		client, err := redis.NewClient(url)
 		if err != nil {
-			stopBG()
 			eng.Close()
 			store.Close()
 			return nil, fmt.Errorf("audit stream: %w", err)
@@ -147,14 +191,22 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		eng.Subscribe(func(engine.Event) { m.Notify() })
 		met.Gauge("runbookbot_audit_mirror_lag_events", "Events stored but not yet in the Redis audit stream", func() float64 { return float64(m.Lag()) })
 		met.Counter("runbookbot_audit_mirror_errors_total", "Failed attempts to ship audit events", func() float64 { return float64(m.Stats().Errors) })
-		go func() {
-			if err := m.Run(bg); err != nil && bg.Err() == nil {
+		parts = append(parts, func(ctx context.Context) error {
+			if err := m.Run(ctx); err != nil && ctx.Err() == nil {
 				log.Error("audit mirror stopped", "err", err)
 			}
-		}()
+			return nil
+		})
 		log.Info("mirroring audit events to Redis", "stream", m.Stream(), "redis", redactURL(url))
 	}
-	bcfg := bot.Config{Engine: eng, Auth: auth, Platform: platform, ApprovalChannel: o.approvalChannel, Limits: o.limits, Logger: log}
+	views, viewsCloser, err := openViews(ctx, store, where)
+	if err != nil {
+		eng.Close()
+		store.Close()
+		return nil, fmt.Errorf("chat view: %w", err)
+	}
+	bcfg := bot.Config{Engine: eng, Auth: auth, Logger: log, Views: views,
+		Chats: []bot.Chat{{Platform: platform, ApprovalChannel: o.approvalChannel, Limits: o.limits}}}
 	if cat.Mappings != nil {
 		bcfg.Alerts = &bot.AlertConfig{Matcher: alerts.NewMatcher(cat.Mappings, cat), Rules: alerts.DefaultRules(),
 			Tracker: alerts.NewTracker(alerts.TrackerConfig{Now: clock.Now}), Channels: splitList(o.alertChannels), WebhookChannel: o.alertChannel}
@@ -163,23 +215,18 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	met.Counter("runbookbot_chat_rate_limited_total", "Chat calls refused with 429 (retried)", func() float64 { return float64(b.Stats().RateLimited) })
 	met.Counter("runbookbot_chat_errors_total", "Chat calls that failed", func() float64 { return float64(b.Stats().Errors) })
 	met.Gauge("runbookbot_alert_backlog", "Alertmanager notifications waiting to be handled", func() float64 { return float64(b.AlertBacklog()) })
-	if err := b.Start(ctx); err != nil {
-		stopBG()
-		eng.Close()
-		store.Close()
-		return nil, err
-	}
-	go auth.Run(bg)
+	client := slackbot.NewClient(api, b, log)
+	parts = append(parts, b.Run, client.Run, part(auth.Run))
 	if fwd != nil {
-		go fwd.Serve(bg, eng)
-		go eng.Watch(bg, 5*time.Second)
+		parts = append(parts, part(func(ctx context.Context) { fwd.Serve(ctx, eng) }),
+			part(func(ctx context.Context) { eng.Watch(ctx, 5*time.Second) }))
 	}
 	n, err := eng.Recover(ctx)
 	if err != nil {
 		log.Error("resuming executions", "err", err)
 	}
 	log.Info("runbookbot ready", "runbooks", len(cat.Runbooks), "store", where, "resumed", n, "rbac", rbac != nil)
-	return &runningBot{eng: eng, bot: b, client: slackbot.NewClient(api, b, log), store: store, cat: cat, stopBG: stopBG, metrics: met}, nil
+	return &runningBot{eng: eng, bot: b, client: client, store: store, views: viewsCloser, cat: cat, metrics: met, parts: parts}, nil
 }
 
 // auditURL is where audit events are mirrored: --audit-redis, else the
@@ -222,34 +269,40 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 	}
 	defer rb.close()
 	if o.listen != "" {
-		srv, err := rb.listen(o.listen)
-		if err != nil {
+		if err := rb.listen(o.listen); err != nil {
 			fmt.Fprintf(stderr, "runbookbot serve: %v\n", err)
 			return exitFailure
 		}
-		defer srv.Close()
 	}
-	if err := rb.client.Run(ctx); err != nil {
+	if err := rb.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "runbookbot serve: %v\n", err)
 		return exitFailure
 	}
 	return exitOK
 }
 
-// listen serves the Alertmanager webhook receiver and a health check.
-func (r *runningBot) listen(addr string) (*http.Server, error) {
+// listen serves the Alertmanager webhook receiver, /metrics and a health
+// check; the server is one of the parts run owns.
+func (r *runningBot) listen(addr string) error {
 	mux := http.NewServeMux()
 	mux.Handle("/alertmanager", r.bot.WebhookHandler())
 	mux.Handle("/metrics", r.metrics.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("webhook receiver: %w", err)
+		return fmt.Errorf("webhook receiver: %w", err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(l) }()
+	r.parts = append(r.parts, func(ctx context.Context) error {
+		stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+		defer stop()
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("webhook receiver: %w", err)
+		}
+		return nil
+	})
 	r.addr = l.Addr().String()
-	return srv, nil
+	return nil
 }
 
 // secretSource resolves secrets.* from RUNBOOKBOT_SECRET_<NAME> first (a
