@@ -41,8 +41,10 @@ func (m secretMap) Secret(_ context.Context, name string) (any, error) {
 }
 
 // seedWorld runs the seed runbook through the engine with the real
-// kubernetes integration on a real cluster. Only the metrics (memory stays
-// at 92%) and the GC endpoint (an httptest server every pod DNS name dials)
+// kubernetes integration on a real cluster (its deployment and healthcheck
+// roots included). Only the metrics (memory stays at 92%, errors at 0.5%;
+// test/prometheus_e2e_test.go reads them from a real Prometheus) and the GC
+// endpoint (an httptest server every pod DNS name dials)
 // are stand-ins. The engine's clock is fake, so the runbook's waits (60 s,
 // 300 s) take no time and the change window always holds; one engine and
 // clock serve every scenario so restartedAt stamps differ between runs.
@@ -98,9 +100,6 @@ func newSeedWorld(t *testing.T, c *k8s.Cluster) *seedWorld {
 			}
 		}
 		return out, nil
-	})
-	reg.Resolver("healthcheck", func(context.Context, []string, map[string]any) (any, error) {
-		return map[string]any{"failed": false}, nil
 	})
 	cat, diags := engine.LoadPaths(reg, "../../runbooks/high-memory-pod-remediation.yaml")
 	if len(diags) > 0 {
@@ -176,6 +175,35 @@ func (w *seedWorld) driveWait(step string, every time.Duration, ready func(conte
 	}
 	w.t.Fatalf("%s did not finish", step)
 	return nil
+}
+
+// driveWatch moves the fake clock ten seconds at a time while the engine
+// waits on it (the post-change watch), until an event matches stop.
+// onStart runs once when the watch starts.
+func (w *seedWorld) driveWatch(stop func(engine.Event) bool, onStart func()) engine.Event {
+	w.t.Helper()
+	deadline := time.Now().Add(120 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case e := <-w.events:
+			if e.Type == engine.EventWatchStarted && onStart != nil {
+				onStart()
+				onStart = nil
+			}
+			if stop(e) {
+				return e
+			}
+			continue
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		if w.clock.WaitTimers(ctx, 1) == nil {
+			w.clock.Advance(10 * time.Second)
+		}
+		cancel()
+	}
+	w.t.Fatal("the watch did not get there")
+	return engine.Event{}
 }
 
 func (w *seedWorld) outcome(id string) engine.Outcome {
@@ -291,6 +319,12 @@ func TestSeedRunbookE2E(t *testing.T) {
 		})
 		if rec.Status != engine.StepSuccess {
 			t.Errorf("verify-restart-success = %s %s", rec.Status, rec.Error)
+		}
+		// The healthy change is watched for 5 minutes (fake clock) against
+		// the real cluster's health, then done.
+		wf := w.driveWatch(func(e engine.Event) bool { return e.Type == engine.EventWatchFinished }, nil)
+		if !strings.Contains(wf.Message, "no rollback trigger held") {
+			t.Errorf("watch.finished = %q", wf.Message)
 		}
 		if got := w.outcome(id); got != engine.OutcomeSuccess {
 			t.Fatalf("outcome = %s; steps:%s", got, summary(w.finished(id)))
@@ -441,5 +475,80 @@ func TestSeedRunbookE2E(t *testing.T) {
 			t.Errorf("notifications = %+v", notes)
 		}
 		t.Logf("rollback: revision 3 (%s) scaled to 0, revision 2's template back as revision 4 (%s)", failed.Name, back.Name)
+	})
+	if t.Failed() {
+		return
+	}
+
+	// The restart goes through and verifies, then a pod of the new revision
+	// stops being ready during the watch: three failed health checks in a
+	// row (the real healthcheck root) roll the restart back.
+	t.Run("health fails during the watch", func(t *testing.T) {
+		w.t = t
+		poll(t, 60*time.Second, "api-server ready", func(ctx context.Context) (bool, string) {
+			return rolledOut(ctx, cs, seedNS, seedDeploy)
+		})
+		revBefore := w.deployment().Annotations["deployment.kubernetes.io/revision"]
+		id := w.start(w.aPod())
+		w.waitEvent(engine.EventStepStarted, "verify-memory-after-gc")
+		w.park(2)
+		w.clock.Advance(60 * time.Second)
+		w.waitEvent(engine.EventStepFinished, "rolling-restart")
+		rec := w.driveWait("verify-restart-success", 15*time.Second, func(ctx context.Context) (bool, string) {
+			return rolledOut(ctx, cs, seedNS, seedDeploy)
+		})
+		if rec.Status != engine.StepSuccess {
+			t.Fatalf("verify-restart-success = %s %s", rec.Status, rec.Error)
+		}
+		fired := w.driveWatch(func(e engine.Event) bool {
+			return e.Type == engine.EventWatchCheck && e.Watch.Fired || e.Type == engine.EventWatchFinished
+		}, func() {
+			// A readiness probe starts failing on one new pod.
+			p := w.aPod()
+			pod, err := cs.CoreV1().Pods(seedNS).Get(ctx, p, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range pod.Status.Conditions {
+				if pod.Status.Conditions[i].Type == corev1.PodReady || pod.Status.Conditions[i].Type == corev1.ContainersReady {
+					pod.Status.Conditions[i].Status = corev1.ConditionFalse
+				}
+			}
+			for i := range pod.Status.ContainerStatuses {
+				pod.Status.ContainerStatuses[i].Ready = false
+			}
+			if _, err := cs.CoreV1().Pods(seedNS).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			poll(t, 30*time.Second, "the deployment sees 2 of 3 ready", func(ctx context.Context) (bool, string) {
+				d := w.deployment()
+				return d.Status.ReadyReplicas == 2, fmt.Sprintf("ready=%d", d.Status.ReadyReplicas)
+			})
+		})
+		if fired.Type != engine.EventWatchCheck || fired.Watch.Condition != "healthcheck.failed" || fired.Watch.Count != 3 {
+			t.Fatalf("watch ended with %s %+v (%s)", fired.Type, fired.Watch, fired.Message)
+		}
+		undo := w.waitEvent(engine.EventStepFinished, "undo-rollout")
+		if undo.Step.Status != engine.StepSuccess {
+			t.Fatalf("undo-rollout = %s %s", undo.Step.Status, undo.Step.Error)
+		}
+		if fmt.Sprint(undo.Step.Output["toRevision"]) != revBefore {
+			t.Errorf("undo-rollout went to revision %v, want %s (before the restart)", undo.Step.Output["toRevision"], revBefore)
+		}
+		rec = w.driveWait("verify-rollback", 5*time.Second, func(ctx context.Context) (bool, string) {
+			return rolledOut(ctx, cs, seedNS, seedDeploy)
+		})
+		if rec.Status != engine.StepSuccess {
+			t.Errorf("verify-rollback = %s %s", rec.Status, rec.Error)
+		}
+		if got := w.outcome(id); got != engine.OutcomeRollback {
+			t.Fatalf("outcome = %s; steps:%s", got, summary(w.finished(id)))
+		}
+		evs, _ := w.store.Events(ctx, id)
+		for _, e := range evs {
+			if e.Type == engine.EventRollbackStarted && e.Rollback.Reason != "healthcheck.failed" {
+				t.Errorf("rollback reason = %q", e.Rollback.Reason)
+			}
+		}
 	})
 }
