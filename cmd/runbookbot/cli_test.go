@@ -119,3 +119,35 @@ func TestRunAndHistoryCLI(t *testing.T) {
 		t.Errorf("unknown command exit %d", code)
 	}
 }
+
+// run shows what log steps print, and a step that fails before it starts
+// (its template cannot be rendered) keeps its own number.
+func TestRunShowsLogsAndNumbersEveryStep(t *testing.T) {
+	dir := t.TempDir()
+	rb := writeFile(t, dir, "numbered.yaml", `apiVersion: runbooks/v1
+kind: Runbook
+metadata: {name: numbered, version: "1"}
+steps:
+  - name: say
+    type: log
+    action: print
+    params: {message: "checking the queue depth"}
+  - name: broken
+    type: log
+    action: print
+    params: {message: "{{ secrets.notConfigured }}"}
+  - name: after
+    type: log
+    action: print
+    params: {message: never}
+`)
+	code, out, errs := cli(t, "", "run", "--data-dir", t.TempDir(), rb)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitFailure, out, errs)
+	}
+	for _, want := range []string{"[1/3] say ok", "      checking the queue depth", "[2/3] broken FAILED", "[3/3] after skipped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -54,22 +54,25 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	eng := engine.New(cfg)
 	defer eng.Close()
 	events := make(chan engine.Event, 1024)
-	total := len(rb.Preconditions) + len(rb.Steps)
-	n := 0
+	pre, total := len(rb.Preconditions), len(rb.Preconditions)+len(rb.Steps)
 	// Progress is printed on the execution's goroutine, so it interleaves
-	// correctly with what the steps themselves print.
+	// correctly with what the steps themselves print. A step's number is its
+	// place in the runbook, whether it started, was skipped or failed first.
 	eng.Subscribe(func(e engine.Event) {
 		switch e.Type {
 		case engine.EventStepStarted:
-			if e.Step.Phase != engine.PhaseRollback {
-				n++
-			}
-			out.printf("  %s %s …\n", counter(e.Step, n, total), label(e.Step))
+			out.printf("  %s %s …\n", counter(e.Step, pre, total), label(e.Step))
 		case engine.EventStepFinished:
-			if e.Step.Status == engine.StepSkipped && e.Step.Phase != engine.PhaseRollback {
-				n++
+			out.printf("  %s %s %s%s\n", counter(e.Step, pre, total), label(e.Step), mark(e.Step.Status), detail(e.Step))
+			if msg := logMessage(e.Step); msg != "" {
+				out.printf("      %s\n", msg)
 			}
-			out.printf("  %s %s %s%s\n", counter(e.Step, n, total), label(e.Step), mark(e.Step.Status), detail(e.Step))
+		case engine.EventWatchStarted, engine.EventWatchFinished:
+			out.printf("  👁 %s\n", e.Message)
+		case engine.EventWatchCheck:
+			if e.Watch.Held || e.Watch.Error != "" {
+				out.printf("  👁 %s\n", e.Message)
+			}
 		case engine.EventApprovalEscalated:
 			out.printf("  ⏫ %s\n", e.Message)
 		case engine.EventApprovalRefused:
@@ -201,11 +204,22 @@ func answer(ctx context.Context, eng *engine.Engine, a *engine.ApprovalRecord, r
 	}
 }
 
-func counter(s *engine.StepRecord, n, total int) string {
-	if s.Phase == engine.PhaseRollback {
+func counter(s *engine.StepRecord, preconditions, total int) string {
+	switch s.Phase {
+	case engine.PhaseRollback:
 		return "[rollback]"
+	case engine.PhasePrecondition:
+		return fmt.Sprintf("[%d/%d]", s.Index+1, total)
 	}
-	return fmt.Sprintf("[%d/%d]", n, total)
+	return fmt.Sprintf("[%d/%d]", preconditions+s.Index+1, total)
+}
+
+// logMessage is what a log step printed (log/print, log/info …).
+func logMessage(s *engine.StepRecord) string {
+	if (s.Type != "log" && s.Type != "echo") || s.Status != engine.StepSuccess {
+		return ""
+	}
+	return strings.TrimSpace(engine.Stringify(s.Output["message"]))
 }
 
 func label(s *engine.StepRecord) string {
