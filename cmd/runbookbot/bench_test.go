@@ -14,6 +14,7 @@ import (
 
 	"github.com/runbookbot/runbookbot/bot"
 	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
+	"github.com/runbookbot/runbookbot/engine"
 )
 
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -209,4 +210,129 @@ func tsTime(ts string) time.Time {
 	var sec, usec int64
 	fmt.Sscanf(ts, "%d.%d", &sec, &usec)
 	return time.Unix(sec, usec*1000)
+}
+
+const steadyRunbook = `apiVersion: runbooks/v1
+kind: Runbook
+metadata: {name: steady, version: "1.0.0"}
+parameters:
+  - {name: tag, type: string, required: true}
+steps:
+  - {name: one, type: log, action: print, params: {message: "1"}}
+  - {name: two, type: log, action: print, params: {message: "2"}}
+  - {name: three, type: log, action: print, params: {message: "3"}}
+  - {name: four, type: log, action: print, params: {message: "4"}}
+  - {name: five, type: log, action: print, params: {message: "5"}}
+`
+
+// BenchmarkSlackSteadyLoad is the issue's steady-load run against the
+// emulator with Slack's real limits (not scaled): 0.5 new runs a second
+// into one channel for 5 minutes, then 1 run a second for 60 seconds. It
+// reports the p99 time from the command to the execution's parent message,
+// the p99 time from an execution's end to its parent showing the outcome
+// (steady and spike), and how many calls were answered 429.
+// RUNBOOKBOT_STEADY_SCALE=0.1 shortens both phases tenfold.
+func BenchmarkSlackSteadyLoad(b *testing.B) {
+	scale := 1.0
+	if s := os.Getenv("RUNBOOKBOT_STEADY_SCALE"); s != "" {
+		fmt.Sscanf(s, "%g", &scale)
+	}
+	dir := b.TempDir()
+	if err := os.WriteFile(dir+"/steady.yaml", []byte(steadyRunbook), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	h := newE2E(b, false, dir+"/steady.yaml")
+	h.stop()
+	h.opts.clock = engine.SystemClock{}
+	h.start()
+	for i := 0; i < b.N; i++ {
+		var mu sync.Mutex
+		sent := map[string]time.Time{}  // tag → command sent
+		ended := map[string]time.Time{} // tag → execution finished
+		shown := map[string]time.Time{} // tag → parent shows the outcome
+		tagOf := map[string]string{}    // execution → tag
+		phase := map[string]string{}    // tag → steady | spike
+		unsub := h.rb.eng.Subscribe(func(e engine.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch e.Type {
+			case engine.EventExecutionStarted:
+				tagOf[e.ExecutionID] = fmt.Sprint(e.Parameters["tag"])
+			case engine.EventExecutionFinished:
+				ended[tagOf[e.ExecutionID]] = time.Now()
+			}
+		})
+		before := h.emu.RateLimited()
+		ctx, cancel := context.WithCancel(context.Background())
+		watchDone := make(chan struct{})
+		go func() { // watches the channel as a person would
+			defer close(watchDone)
+			for {
+				ch := h.emu.Changed()
+				now := time.Now()
+				for _, m := range h.emu.Messages(h.ops) {
+					bd := body(m)
+					k := strings.Index(bd, "tag=b")
+					if k < 0 || !strings.Contains(bd, "Succeeded") {
+						continue
+					}
+					tag := bd[k+4:]
+					tag = tag[:strings.IndexAny(tag, "`\" ")]
+					mu.Lock()
+					if _, ok := shown[tag]; !ok {
+						shown[tag] = now
+					}
+					mu.Unlock()
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-ch:
+				}
+			}
+		}()
+		run := func(name string, every time.Duration, d time.Duration) {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for end := time.Now().Add(d); time.Now().Before(end); <-t.C {
+				tag := fmt.Sprintf("b%d-%d", i, len(sent))
+				mu.Lock()
+				sent[tag], phase[tag] = time.Now(), name
+				mu.Unlock()
+				h.slash("alice", h.ops, "run steady tag="+tag)
+			}
+		}
+		run("steady", 2*time.Second, time.Duration(scale*float64(5*time.Minute)))
+		run("spike", time.Second, time.Duration(scale*float64(time.Minute)))
+		h.waitFor("every parent showing its outcome", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(shown) >= len(sent)
+		})
+		cancel()
+		<-watchDone
+		unsub()
+		var parent []time.Duration
+		lag := map[string][]time.Duration{}
+		for _, m := range h.emu.Messages(h.ops) {
+			bd := body(m)
+			if k := strings.Index(bd, "tag=b"); k >= 0 {
+				tag := bd[k+4:]
+				tag = tag[:strings.IndexAny(tag, "`\" ")]
+				if t0, ok := sent[tag]; ok {
+					parent = append(parent, tsTime(m.TS).Sub(t0))
+				}
+			}
+		}
+		for tag, t := range shown {
+			if e, ok := ended[tag]; ok {
+				lag[phase[tag]] = append(lag[phase[tag]], max(t.Sub(e), 0))
+			}
+		}
+		b.ReportMetric(float64(percentile(parent, 0.99).Milliseconds()), "parent-p99-ms")
+		b.ReportMetric(float64(percentile(lag["steady"], 0.99).Milliseconds()), "final-steady-p99-ms")
+		b.ReportMetric(float64(percentile(lag["spike"], 0.99).Milliseconds()), "final-spike-p99-ms")
+		b.ReportMetric(float64(h.emu.RateLimited()-before), "429s")
+		b.ReportMetric(float64(h.rb.bot.Stats().Skipped), "step-replies-left-out")
+	}
 }
