@@ -165,7 +165,7 @@ func TestReconnectOpcodeLeadsToResume(t *testing.T) {
 	next[*discordgo.Ready](h)
 	h.srv.Reconnect()
 	next[*discordgo.Resumed](h)
-	if h.srv.Resumes() != 1 || h.srv.GatewayDials() != 2 {
+	if h.srv.Resumes() < 1 || h.srv.GatewayDials() < 2 || len(h.srv.Identifies()) != 1 {
 		t.Fatalf("resumes %d dials %d", h.srv.Resumes(), h.srv.GatewayDials())
 	}
 }
