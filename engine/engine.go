@@ -170,6 +170,7 @@ func (e *Engine) publish(ev Event) {
 // waiting for the leases to expire.
 func (e *Engine) Close() {
 	e.mu.Lock()
+	e.take.closed = true // runs launched from now on release their own leases
 	ids := make([]string, 0, len(e.runs))
 	for id := range e.runs {
 		ids = append(ids, id)
@@ -391,7 +392,11 @@ func (e *Engine) Resume(ctx context.Context, id string) error {
 		e.release(id)
 		return err
 	}
-	return e.rebuild(id, evs)
+	if err := e.rebuild(id, evs); err != nil {
+		return err
+	}
+	e.releaseIfClosed([]string{id})
+	return nil
 }
 
 // rebuild replays an execution whose lease this engine holds from its

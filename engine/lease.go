@@ -181,6 +181,9 @@ type takeover struct {
 	waiting  map[string]waitingLease
 	retrying bool          // a retryWaiting goroutine runs
 	wake     chan struct{} // tells it that waiting changed
+	// closed is set by Close before it lists the runs whose leases it
+	// releases; whoever launches a run after that releases its lease.
+	closed bool
 }
 
 // waitingLease says when to try a lease again. With the holder's remaining
@@ -329,12 +332,19 @@ func (e *Engine) takeOverBatch(ctx context.Context, ids []string) (int, []heldLe
 			e.cfg.Logger.Error("cannot resume execution", "execution", id, "err", err)
 		}
 	}
-	if e.ctx.Err() != nil {
-		// Closed meanwhile: what was launched stopped at once, and Close
-		// may have released before we claimed.
-		e.releaseAll(mine)
-	}
+	e.releaseIfClosed(mine)
 	return n, held, nil
+}
+
+// releaseIfClosed releases the leases of runs just launched if Close has
+// begun meanwhile: those runs stop at once, and Close did not list them.
+func (e *Engine) releaseIfClosed(ids []string) {
+	e.mu.Lock()
+	closed := e.take.closed
+	e.mu.Unlock()
+	if closed {
+		e.releaseAll(ids)
+	}
 }
 
 // claim takes the leases on ids (all of them without a Leaser).
@@ -416,7 +426,7 @@ func (e *Engine) awaitLeases(held []heldLease) {
 	ttl := e.leaseTTL()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.ctx.Err() != nil {
+	if e.take.closed {
 		return
 	}
 	if e.take.waiting == nil {
