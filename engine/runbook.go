@@ -43,7 +43,10 @@ type Trigger struct {
 	Schedule   string             `yaml:"schedule"`
 	Timezone   string             `yaml:"timezone"`
 	Conditions []TriggerCondition `yaml:"conditions"`
-	Pos        Pos                `yaml:"-"`
+	// Parameters are the values a scheduled (or API-default) run starts
+	// with, for parameters that have no default.
+	Parameters map[string]any `yaml:"parameters"`
+	Pos        Pos            `yaml:"-"`
 }
 
 // TriggerCondition restricts a trigger by a field of the alert or of the

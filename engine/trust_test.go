@@ -380,3 +380,33 @@ func TestUnresolvableApproverGroupDeniesOnlyItsDependants(t *testing.T) {
 		t.Errorf("someone in no group: err = %v, want the resolution failure explained", err)
 	}
 }
+
+// A scheduled runbook must get every required parameter from a default or
+// trigger.parameters; trigger.parameters must name real parameters.
+func TestScheduleParameters(t *testing.T) {
+	reg := enginetest.NewCluster().Registry()
+	body := func(params string) string {
+		return `apiVersion: runbooks/v1
+kind: Runbook
+metadata: {name: nightly, version: "1"}
+trigger:
+  type: schedule
+  schedule: "0 3 * * *"
+` + params + `parameters:
+  - {name: namespace, type: string, required: true}
+  - {name: keep, type: integer, default: 3}
+steps:
+  - name: hello
+    type: log
+    action: print
+    params: {message: "{{ namespace }}"}
+`
+	}
+	wantDiag(t, lintSource(t, reg, body("")), 5, "parameter namespace is required and nothing supplies it")
+	if d := lintSource(t, reg, body("  parameters: {namespace: staging}\n")); len(d) != 0 {
+		t.Errorf("trigger.parameters supplying the value: %v", d)
+	}
+	d := lintSource(t, reg, body("  parameters: {namespace: staging, namespce: x, keep: many}\n"))
+	wantDiag(t, d, 0, "trigger.parameters.namespce is not a parameter")
+	wantDiag(t, d, 0, "trigger.parameters.keep")
+}

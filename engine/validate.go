@@ -83,6 +83,7 @@ func validateRunbook(rb *Runbook, reg *Registry, secretNames map[string]bool) Di
 		v.sc.resolved[r] = true
 	}
 	v.parameters()
+	v.triggerParameters()
 	// State keys and outputs are known runbook-wide, so a rollback step can
 	// read what a main step saved.
 	for _, ps := range rb.AllSteps() {
@@ -141,6 +142,44 @@ func (v *validator) dropEmptySteps() {
 			v.rb.Rollback.Procedures[i].Steps = drop(v.rb.Rollback.Procedures[i].Steps, "rollback")
 		}
 	}
+}
+
+// triggerParameters checks trigger.parameters against the runbook's
+// parameters, and that a scheduled runbook gets every required value from
+// a default or from trigger.parameters: nobody is there to type it.
+func (v *validator) triggerParameters() {
+	t := v.rb.Trigger
+	names := make([]string, 0, len(v.rb.Parameters))
+	for _, p := range v.rb.Parameters {
+		names = append(names, p.Name)
+	}
+	for _, k := range sortedKeys(boolKeys(t.Parameters)) {
+		p := v.rb.Parameter(k)
+		if p == nil {
+			v.d.at(t.Pos.Of("parameters"), hintFor(k, names), "trigger.parameters.%s is not a parameter of this runbook", k)
+			continue
+		}
+		if _, err := coerce(p, Stringify(t.Parameters[k]), compilePattern(p)); err != nil {
+			v.d.at(t.Pos.Of("parameters"), p.Description, "trigger.parameters.%s: %v", k, err)
+		}
+	}
+	if t.Type != "schedule" {
+		return
+	}
+	for _, p := range v.rb.Parameters {
+		if _, given := t.Parameters[p.Name]; p.Required && p.Default == nil && !given {
+			v.d.at(t.Pos, fmt.Sprintf("give parameter %s a default, or set trigger.parameters.%s", p.Name, p.Name),
+				"a scheduled run has nobody to ask: parameter %s is required and nothing supplies it", p.Name)
+		}
+	}
+}
+
+func boolKeys(m map[string]any) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
 
 func (v *validator) header() {
