@@ -6,7 +6,10 @@
 //   - Store, an engine.Store that several bot replicas can share;
 //   - leases on Store (Acquire, Renew, Release), so that only one replica
 //     drives a given execution and a dead replica's executions can be taken
-//     over once its lease expires;
+//     over once its lease expires; AcquireAll, RenewAll and ReleaseAll do
+//     the same for thousands of executions in a few round trips, and
+//     EventsOf reads their logs pipelined (the engine uses both to take a
+//     restart's executions over at once);
 //   - Mirror, which copies the events of any engine.Store to an audit
 //     stream (XADD, one entry per event) exactly once, for security teams.
 //
@@ -27,6 +30,10 @@
 //	if errors.Is(err, redis.ErrLeaseHeld) { return } // another replica drives it
 //	defer lease.Release(ctx)
 //	select { case <-lease.Lost(): stop driving ... }
+//
+// A process that stops (serve on shutdown, the run command before it exits)
+// calls Flush with a deadline, or gives Run WithFlushOnStop, so that the
+// stream holds everything stored before it goes.
 //
 // The mirror's source can be any engine.Store (a file store, say) and its
 // client any Redis, for example the security team's own:
