@@ -63,7 +63,7 @@ type Engine struct {
 	runs   map[string]*run
 	subs   map[int]func(Event)
 	nextID int
-	take   takeover // executions being taken over (lease.go)
+	take   takeover // executions being taken over (takeover.go)
 }
 
 // Errors callers branch on.
