@@ -208,11 +208,15 @@ func TestCloseReleasesTheLeasesOfParkedExecutions(t *testing.T) {
 	r := newLeaseRig(t)
 	first := r.engine("first")
 	ids := r.park(first, 3)
+	before, _ := r.store.LastPos(context.Background())
 	first.Close()
 	for _, id := range ids {
 		if h := r.leases.holder(id); h != "" {
 			t.Errorf("after Close the lease on %s is held by %q", id, h)
 		}
+	}
+	if after, _ := r.store.LastPos(context.Background()); after != before {
+		t.Errorf("Close recorded %d events; it records nothing", after-before)
 	}
 	second := r.engine("second")
 	if n, err := second.Recover(context.Background()); err != nil || n != len(ids) {
