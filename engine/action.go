@@ -111,6 +111,8 @@ type Registry struct {
 	filters     map[string]FilterFunc
 	resolvers   map[string]ResolveFunc
 	unavailable map[string]string
+	// unavailableTypes are step types whose integration is not configured.
+	unavailableTypes map[string]string
 }
 
 // NewRegistry returns a registry with the built-in filters and no actions.
@@ -138,6 +140,16 @@ func (r *Registry) Unavailable(root, how string) {
 		r.unavailable = map[string]string{}
 	}
 	r.unavailable[root] = how
+}
+
+// UnavailableType records that steps of typ cannot run in this
+// configuration and what would make them run; lint refuses such steps with
+// that hint instead of calling the type unknown.
+func (r *Registry) UnavailableType(typ, how string) {
+	if r.unavailableTypes == nil {
+		r.unavailableTypes = map[string]string{}
+	}
+	r.unavailableTypes[typ] = how
 }
 
 // Answers reports whether a resolver is registered for root.

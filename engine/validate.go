@@ -299,6 +299,8 @@ func (v *validator) step(s *Step, what string, phase Phase, names map[string]Pos
 	known := false
 	if s.Type == "" {
 		v.d.at(s.Pos, "set type, e.g. kubernetes, http, wait, notification", "%s: type is required", what)
+	} else if how, off := v.reg.unavailableTypes[s.Type]; off {
+		v.d.at(s.Pos.Of("type"), how, "%s: %s steps cannot run in this configuration", what, s.Type)
 	} else if sp, ok := v.reg.Lookup(s.Type, s.Action); !ok {
 		v.d.at(s.Pos.Of("type"), v.reg.lookupHint(s.Type, s.Action), "%s: unknown step type %s/%s", what, s.Type, s.Action)
 	} else {

@@ -151,3 +151,47 @@ steps:
 		}
 	}
 }
+
+// Without a cluster or Prometheus configured, lint refuses what could only
+// fail, saying what would make it run; a dry run still plans it, and run
+// says why the runbook does not load instead of calling it unknown.
+func TestLintRefusesWhatThisConfigurationCannotRun(t *testing.T) {
+	t.Setenv("KUBECONFIG", "")
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("PROMETHEUS_URL", "")
+	t.Setenv("RUNBOOKBOT_METRICS_CONFIG", "")
+	seed := "../../runbooks/high-memory-pod-remediation.yaml"
+	code, _, errs := cli(t, "", "lint", seed)
+	if code != exitFailure {
+		t.Fatalf("lint exit %d, want %d\n%s", code, exitFailure, errs)
+	}
+	for _, want := range []string{"kubernetes steps cannot run in this configuration (hint: no Kubernetes configuration: set KUBECONFIG",
+		"nothing in this configuration answers metrics.errorRate", "set PROMETHEUS_URL", "nothing in this configuration answers healthcheck.failed"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("lint output lacks %q:\n%s", want, errs)
+		}
+	}
+	if code, out, errs := cli(t, "", "dry-run", "--runbooks", "../../runbooks", "high-memory-pod-remediation", "namespace=staging", "podName=api-7d4b9c6f8-x2x7q"); code != exitOK || !strings.Contains(out, "DRY RUN SUMMARY") {
+		t.Errorf("dry-run: %d %s%s", code, out, errs)
+	}
+	code, _, errs = cli(t, "", "run", "--runbooks", "../../runbooks", "--data-dir", t.TempDir(), "high-memory-pod-remediation", "namespace=staging", "podName=api-7d4b9c6f8-x2x7q")
+	if code != exitFailure || !strings.Contains(errs, "does not load in this configuration") || strings.Contains(errs, "unknown runbook") {
+		t.Errorf("run: %d %s", code, errs)
+	}
+
+	// With a (here unreachable) cluster and a Prometheus configured, the
+	// same file lints clean.
+	kc := writeFile(t, t.TempDir(), "kubeconfig", `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`)
+	t.Setenv("KUBECONFIG", kc)
+	t.Setenv("PROMETHEUS_URL", "http://127.0.0.1:1")
+	if code, _, errs := cli(t, "", "lint", seed); code != exitOK {
+		t.Errorf("lint with a cluster and Prometheus configured: %d\n%s", code, errs)
+	}
+}

@@ -19,7 +19,7 @@ func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !a.parse(fs, args, stderr, "runbookbot dry-run NAME|FILE [--param k=v ...] [--json]") {
 		return exitUsage
 	}
-	reg := buildRegistry(registryOptions{})
+	reg := buildRegistry(registryOptions{plan: true})
 	rb, _, code := loadRunbook(reg, a.runbooks, a.target, stderr)
 	if rb == nil {
 		return code

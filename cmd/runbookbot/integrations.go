@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"strings"
 
@@ -16,16 +18,34 @@ import (
 // (RUNBOOKBOT_METRICS_CONFIG) or PROMETHEUS_URL with the default queries.
 func registerIntegrations(reg *engine.Registry, o registryOptions) {
 	rbhttp.Register(reg, rbhttp.Deps{Logger: o.logger})
-	kubernetes.Register(reg, kubernetes.Deps{
-		Contexts:        kubernetes.KubeconfigContexts(os.Getenv("KUBECONFIG")),
-		DenyNamespaces:  splitList(os.Getenv("RUNBOOKBOT_DENY_NAMESPACES")),
-		AllowNamespaces: splitList(os.Getenv("RUNBOOKBOT_ALLOW_NAMESPACES")),
-		Logger:          o.logger,
-	})
-	if cfg, ok := o.metrics(); ok {
-		prometheus.Register(reg, cfg)
+	// Kubernetes steps and live data need a cluster configuration; without
+	// any, lint refuses them (naming what is missing) instead of accepting
+	// steps that can only fail. Dry runs plan them all the same.
+	if _, err := kubernetes.RESTConfig("", ""); errors.Is(err, kubernetes.ErrNoKubeconfig) && !o.plan {
+		reg.UnavailableType(kubernetes.StepType, err.Error())
+		for _, root := range []string{"deployment", "pod", "healthcheck"} {
+			reg.Unavailable(root, err.Error())
+		}
 	} else {
-		reg.Unavailable("metrics", "no Prometheus is configured: set PROMETHEUS_URL (default queries) or RUNBOOKBOT_METRICS_CONFIG=deploy/prometheus-queries.yaml")
+		kubernetes.Register(reg, kubernetes.Deps{
+			Contexts:        kubernetes.KubeconfigContexts(os.Getenv("KUBECONFIG")),
+			DenyNamespaces:  splitList(os.Getenv("RUNBOOKBOT_DENY_NAMESPACES")),
+			AllowNamespaces: splitList(os.Getenv("RUNBOOKBOT_ALLOW_NAMESPACES")),
+			Logger:          o.logger,
+		})
+	}
+	const noProm = "no Prometheus is configured: set PROMETHEUS_URL (default queries) or RUNBOOKBOT_METRICS_CONFIG=deploy/prometheus-queries.yaml"
+	switch cfg, ok := o.metrics(); {
+	case ok:
+		prometheus.Register(reg, cfg)
+	case o.plan:
+		// A dry run reads no metrics: plan the runbook, and say at run
+		// time what is missing.
+		reg.Resolver("metrics", func(context.Context, []string, map[string]any) (any, error) {
+			return nil, errors.New(noProm)
+		})
+	default:
+		reg.Unavailable("metrics", noProm)
 	}
 }
 

@@ -12,12 +12,16 @@ import (
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/integrations/embedded"
 	"github.com/runbookbot/runbookbot/integrations/redis"
+	"gopkg.in/yaml.v3"
 )
 
 // registryOptions are the outside systems step actions reach.
 type registryOptions struct {
 	notifier engine.Notifier
 	logger   *slog.Logger
+	// plan builds a registry for dry runs: live data nothing provides is
+	// still planned (nothing is read), where lint and runs refuse it.
+	plan bool
 }
 
 // buildRegistry is the one place that knows every step type.
@@ -48,6 +52,20 @@ func loadRunbook(reg *engine.Registry, dir, nameOrFile string, stderr io.Writer)
 	cat, diags := engine.LoadPaths(reg, dir)
 	rb, err := cat.Lookup(nameOrFile)
 	if err != nil {
+		// The runbook may be there and not load: say why, not "unknown".
+		var own engine.Diagnostics
+		for _, d := range diags {
+			if b, rerr := os.ReadFile(d.File); rerr == nil && runbookNamed(b, nameOrFile) {
+				own = append(own, d)
+			}
+		}
+		if len(own) > 0 {
+			fmt.Fprintf(stderr, "runbookbot: runbook %s does not load in this configuration:\n", nameOrFile)
+			for _, d := range own {
+				fmt.Fprintf(stderr, "  %s\n", d.String())
+			}
+			return nil, nil, exitFailure
+		}
 		if len(diags) > 0 {
 			fmt.Fprintf(stderr, "warning: %d problem(s) in %s; a runbook with errors does not load (run `runbookbot lint %s`)\n", len(diags), dir, dir)
 		}
@@ -58,6 +76,16 @@ func loadRunbook(reg *engine.Registry, dir, nameOrFile string, stderr io.Writer)
 		fmt.Fprintf(stderr, "warning: %d problem(s) in %s (run `runbookbot lint %s`)\n", len(diags), dir, dir)
 	}
 	return rb, cat, exitOK
+}
+
+// runbookNamed reports whether a runbook file's metadata.name is name.
+func runbookNamed(data []byte, name string) bool {
+	var rb struct {
+		Metadata struct {
+			Name string `yaml:"name"`
+		} `yaml:"metadata"`
+	}
+	return yaml.Unmarshal(data, &rb) == nil && rb.Metadata.Name == name
 }
 
 // openHistoryStore opens the store for reading: when a running bot holds
