@@ -160,7 +160,9 @@ func DefaultLimits() bot.Limits {
 func (p *Platform) Limits() bot.Limits { return DefaultLimits() }
 
 // RESTCalls counts the REST requests sent and the 429s received.
-func (p *Platform) RESTCalls() (calls, rateLimited int64) { return p.lim.calls.Load(), p.lim.hits.Load() }
+func (p *Platform) RESTCalls() (calls, rateLimited int64) {
+	return p.lim.calls.Load(), p.lim.hits.Load()
+}
 
 // redact keeps the token out of errors (discordgo's errors quote request
 // URLs, which carry interaction and webhook tokens).

@@ -48,10 +48,10 @@ var colors = map[bot.Status]int{
 	bot.StatusOK: 0x2ECC71, bot.StatusResolved: 0x2ECC71,
 	bot.StatusFailed: 0xE74C3C, bot.StatusRefused: 0xE74C3C, bot.StatusAborted: 0xE74C3C, bot.StatusAlert: 0xE74C3C,
 	bot.StatusEscalated: 0xE74C3C,
-	bot.StatusRunning: 0xF1C40F, bot.StatusWaiting: 0xF1C40F, bot.StatusPending: 0xF1C40F, bot.StatusQueued: 0xF1C40F,
+	bot.StatusRunning:   0xF1C40F, bot.StatusWaiting: 0xF1C40F, bot.StatusPending: 0xF1C40F, bot.StatusQueued: 0xF1C40F,
 	bot.StatusLock: 0xE67E22, bot.StatusWarning: 0xE67E22, bot.StatusPartial: 0xE67E22,
 	bot.StatusRollback: 0x9B59B6,
-	bot.StatusTimeout: 0x95A5A6, bot.StatusStop: 0x95A5A6, bot.StatusSkipped: 0x95A5A6,
+	bot.StatusTimeout:  0x95A5A6, bot.StatusStop: 0x95A5A6, bot.StatusSkipped: 0x95A5A6,
 	bot.StatusInfo: 0x3498DB, bot.StatusSearch: 0x3498DB, bot.StatusQuestion: 0x3498DB, bot.StatusVote: 0x3498DB,
 }
 
