@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/runbookbot/runbookbot/bot"
+	discordbot "github.com/runbookbot/runbookbot/bot/discord"
 	slackbot "github.com/runbookbot/runbookbot/bot/slack"
 	"github.com/runbookbot/runbookbot/commands"
 	"github.com/runbookbot/runbookbot/commands/alerts"
@@ -41,6 +42,7 @@ type botOptions struct {
 	listen          string
 	noRBAC          bool
 	limits          bot.Limits
+	discord         discordOptions
 	clock           engine.Clock
 	logger          *slog.Logger
 }
@@ -49,7 +51,8 @@ type botOptions struct {
 type runningBot struct {
 	eng     *engine.Engine
 	bot     *bot.Bot
-	client  *slackbot.Client
+	client  *slackbot.Client   // nil without Slack
+	discord *discordbot.Client // nil without Discord
 	store   engine.Store
 	views   io.Closer // the chat view's store, when it needs closing
 	cat     *engine.Catalog
@@ -110,8 +113,8 @@ func openViews(ctx context.Context, store engine.Store, where string) (bot.ViewS
 // startBot wires the engine, store, RBAC and Slack, resumes unfinished
 // executions, and returns with the Socket Mode client ready to Run.
 func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot, error) {
-	if o.botToken == "" || o.appToken == "" {
-		return nil, errors.New("SLACK_BOT_TOKEN and SLACK_APP_TOKEN must be set (xoxb-… and xapp-…; see deploy/slack-app-manifest.yaml)")
+	if (o.botToken == "" || o.appToken == "") && (o.slackEnabled() || !o.discord.enabled()) {
+		return nil, errors.New("SLACK_BOT_TOKEN and SLACK_APP_TOKEN must be set (xoxb-… and xapp-…; see deploy/slack-app-manifest.yaml), or DISCORD_BOT_TOKEN (see deploy/discord/README.md)")
 	}
 	log := o.logger
 	if log == nil {
@@ -144,12 +147,27 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	if err != nil {
 		return nil, err
 	}
-	api := slackbot.NewAPI(slackbot.Config{BotToken: o.botToken, AppToken: o.appToken, APIURL: o.apiURL})
-	if _, err := slackbot.Check(ctx, api); err != nil {
-		store.Close()
-		return nil, err
+	var chats []bot.Chat
+	dirs := commands.Directories{}
+	var newSlackClient func(*bot.Bot) *slackbot.Client
+	if o.slackEnabled() {
+		api := slackbot.NewAPI(slackbot.Config{BotToken: o.botToken, AppToken: o.appToken, APIURL: o.apiURL})
+		if _, err := slackbot.Check(ctx, api); err != nil {
+			store.Close()
+			return nil, err
+		}
+		platform := slackbot.NewPlatform(api)
+		newSlackClient = func(b *bot.Bot) *slackbot.Client { return slackbot.NewClient(api, b, log) }
+		chats, dirs[commands.PlatformSlack] = append(chats, bot.Chat{Platform: platform, ApprovalChannel: o.approvalChannel, Limits: o.limits}), platform
 	}
-	platform := slackbot.NewPlatform(api)
+	var dplatform *discordbot.Platform
+	if o.discord.enabled() {
+		if dplatform, err = startDiscord(ctx, o.discord, log); err != nil {
+			store.Close()
+			return nil, err
+		}
+		chats, dirs[commands.PlatformDiscord] = append(chats, discordChat(dplatform, o.discord)), dplatform
+	}
 	var rbac *engine.RBACConfig
 	if !o.noRBAC {
 		rbac = cat.RBAC
@@ -157,7 +175,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	// Chat group members are fetched now and every five minutes on the
 	// wall clock (not o.clock: tests count the engine's timers on theirs);
 	// a group that fails is logged and denies only what depends on it.
-	auth := commands.NewAuthorizer(rbac, commands.Directories{commands.PlatformSlack: platform}, commands.WithLogger(log))
+	auth := commands.NewAuthorizer(rbac, dirs, commands.WithLogger(log))
 	rctx, cancelRefresh := context.WithTimeout(ctx, 30*time.Second)
 	_ = auth.Refresh(rctx) // failures are logged per group
 	cancelRefresh()
@@ -206,17 +224,27 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		return nil, fmt.Errorf("chat view: %w", err)
 	}
 	bcfg := bot.Config{Engine: eng, Auth: auth, Logger: log, Views: views,
-		Chats: []bot.Chat{{Platform: platform, ApprovalChannel: o.approvalChannel, Limits: o.limits}}}
+		Chats: chats}
 	if cat.Mappings != nil {
 		bcfg.Alerts = &bot.AlertConfig{Matcher: alerts.NewMatcher(cat.Mappings, cat), Rules: alerts.DefaultRules(),
-			Tracker: alerts.NewTracker(alerts.TrackerConfig{Now: clock.Now}), Channels: splitList(o.alertChannels), WebhookChannel: o.alertChannel}
+			Tracker: alerts.NewTracker(alerts.TrackerConfig{Now: clock.Now}), Channels: splitList(o.alertChannels), WebhookChannel: o.alertChannel,
+			WebhookPlatform: o.discord.alertPlatform}
 	}
 	b = bot.New(bcfg)
 	met.Counter("runbookbot_chat_rate_limited_total", "Chat calls refused with 429 (retried)", func() float64 { return float64(b.Stats().RateLimited) })
 	met.Counter("runbookbot_chat_errors_total", "Chat calls that failed", func() float64 { return float64(b.Stats().Errors) })
 	met.Gauge("runbookbot_alert_backlog", "Alertmanager notifications waiting to be handled", func() float64 { return float64(b.AlertBacklog()) })
-	client := slackbot.NewClient(api, b, log)
-	parts = append(parts, b.Run, client.Run, part(auth.Run))
+	parts = append(parts, b.Run, part(auth.Run))
+	var client *slackbot.Client
+	if newSlackClient != nil {
+		client = newSlackClient(b)
+		parts = append(parts, client.Run)
+	}
+	var dclient *discordbot.Client
+	if dplatform != nil {
+		dclient = newDiscordClient(dplatform, b, eng, splitList(o.alertChannels), log)
+		parts = append(parts, dclient.Run)
+	}
 	if fwd != nil {
 		parts = append(parts, part(func(ctx context.Context) { fwd.Serve(ctx, eng) }),
 			part(func(ctx context.Context) { eng.Watch(ctx, 5*time.Second) }))
@@ -226,7 +254,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		log.Error("resuming executions", "err", err)
 	}
 	log.Info("runbookbot ready", "runbooks", len(cat.Runbooks), "store", where, "resumed", n, "rbac", rbac != nil)
-	return &runningBot{eng: eng, bot: b, client: client, store: store, views: viewsCloser, cat: cat, metrics: met, parts: parts}, nil
+	return &runningBot{eng: eng, bot: b, client: client, discord: dclient, store: store, views: viewsCloser, cat: cat, metrics: met, parts: parts}, nil
 }
 
 // auditURL is where audit events are mirrored: --audit-redis, else the
@@ -253,6 +281,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 	o.register(fs)
 	fs.StringVar(&o.approvalChannel, "approval-channel", envOr("RUNBOOKBOT_APPROVAL_CHANNEL", "#incidents"), "where approval requests go")
 	fs.StringVar(&o.apiURL, "slack-api-url", os.Getenv("SLACK_API_URL"), "Slack Web API base URL (for an emulator)")
+	o.discord.register(fs)
 	fs.BoolVar(&o.noRBAC, "no-rbac", false, "allow everyone everything (four-eyes still applies)")
 	fs.StringVar(&o.alertChannels, "alert-channels", os.Getenv("RUNBOOKBOT_ALERT_CHANNELS"), "channels watched for alerts, comma-separated (default: every channel the bot is in)")
 	fs.StringVar(&o.alertChannel, "alert-channel", envOr("RUNBOOKBOT_ALERT_CHANNEL", "#alerts"), "where threads for webhook alerts go")
@@ -262,6 +291,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 		return exitUsage
 	}
 	o.botToken, o.appToken = os.Getenv("SLACK_BOT_TOKEN"), os.Getenv("SLACK_APP_TOKEN")
+	o.discord.token = os.Getenv("DISCORD_BOT_TOKEN")
 	rb, err := startBot(ctx, o, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot serve: %v\n", err)

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+
+	"github.com/runbookbot/runbookbot/bot"
+	discordbot "github.com/runbookbot/runbookbot/bot/discord"
+	"github.com/runbookbot/runbookbot/engine"
+)
+
+// discordOptions configure the Discord side of serve and dev: it is on
+// when a bot token is set, beside Slack or alone.
+type discordOptions struct {
+	token           string
+	apiURL          string
+	guilds          string
+	approvalChannel string
+	globalCommands  bool
+	alertPlatform   string
+	limits          bot.Limits
+}
+
+// register adds the Discord flags (the token comes from the environment
+// only: DISCORD_BOT_TOKEN).
+func (d *discordOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.apiURL, "discord-api-url", os.Getenv("DISCORD_API_URL"), "Discord base URL replacing https://discord.com/ (for an emulator)")
+	fs.StringVar(&d.guilds, "discord-guilds", os.Getenv("DISCORD_GUILD_IDS"), "Discord guild ids to serve and register /runbook in, comma-separated (default: every guild the bot is in)")
+	fs.StringVar(&d.approvalChannel, "discord-approval-channel", envOr("DISCORD_APPROVAL_CHANNEL", "#incidents"), "Discord channel for approval requests")
+	fs.StringVar(&d.alertPlatform, "alert-platform", os.Getenv("RUNBOOKBOT_ALERT_PLATFORM"), "where the Alertmanager receiver opens alert threads: slack or discord (default: Slack when configured)")
+	fs.BoolVar(&d.globalCommands, "discord-global-commands", os.Getenv("DISCORD_GLOBAL_COMMANDS") == "true", "also register /runbook globally")
+}
+
+func (d discordOptions) enabled() bool { return d.token != "" }
+
+// slackEnabled says whether Slack is configured (either token set; both
+// are then required).
+func (o botOptions) slackEnabled() bool { return o.botToken != "" || o.appToken != "" }
+
+// startDiscord checks the token and returns the platform, not yet
+// connected.
+func startDiscord(ctx context.Context, d discordOptions, log *slog.Logger) (*discordbot.Platform, error) {
+	p, err := discordbot.New(discordbot.Config{Token: d.token, APIURL: d.apiURL, Guilds: splitList(d.guilds),
+		GlobalCommands: d.globalCommands, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.Check(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// discordChat is Discord as one of the bot's chats.
+func discordChat(p *discordbot.Platform, d discordOptions) bot.Chat {
+	return bot.Chat{Platform: p, ApprovalChannel: d.approvalChannel, Limits: d.limits}
+}
+
+// newDiscordClient connects the bot to Discord's gateway, with runbook
+// names and parameters for autocomplete.
+func newDiscordClient(p *discordbot.Platform, b *bot.Bot, eng *engine.Engine, watch []string, log *slog.Logger) *discordbot.Client {
+	return discordbot.NewClient(p, b, discordbot.ClientOptions{Logger: log, WatchChannels: watch,
+		Runbooks: func() []discordbot.RunbookHint {
+			cat := eng.Catalog()
+			if cat == nil {
+				return nil
+			}
+			var out []discordbot.RunbookHint
+			for _, n := range cat.Names() {
+				rb := cat.Runbooks[n]
+				h := discordbot.RunbookHint{Name: n, Description: rb.Metadata.Description}
+				for _, p := range rb.Parameters {
+					h.Params = append(h.Params, p.Name)
+				}
+				out = append(out, h)
+			}
+			return out
+		}})
+}
