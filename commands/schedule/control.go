@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -43,7 +44,7 @@ type Status struct {
 // next tick after now and its pause state. It works whether or not Run is
 // running.
 func (s *Scheduler) List(ctx context.Context) ([]Status, error) {
-	states, err := s.cfg.Store.States(ctx)
+	states, err := readStates(ctx, s.cfg.Store)
 	if err != nil {
 		return nil, fmt.Errorf("reading schedule state: %w", err)
 	}
@@ -103,7 +104,11 @@ func (s *Scheduler) setPause(ctx context.Context, runbook, user string, paused b
 			return ErrNotAllowed
 		}
 	}
-	if err := s.cfg.Store.SetPause(ctx, runbook, Pause{Paused: paused, By: user, At: s.cfg.Clock.Now().UTC()}); err != nil {
+	rec, err := json.Marshal(Pause{Paused: paused, By: user, At: s.cfg.Clock.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.SavePause(ctx, runbook, rec); err != nil {
 		return fmt.Errorf("saving the pause: %w", err)
 	}
 	s.log.Info("audit: schedule "+verb(paused)+"d", "audit", true, "user", user, "runbook", runbook)

@@ -183,7 +183,7 @@ func (s *Scheduler) catalog() *engine.Catalog {
 
 // catchUp runs the latest tick each schedule missed since its last claim.
 func (s *Scheduler) catchUp(ctx context.Context) {
-	states, err := s.cfg.Store.States(ctx)
+	states, err := readStates(ctx, s.cfg.Store)
 	if err != nil {
 		s.log.Error("schedules: reading their state; missed ticks are not run", "err", err)
 		return
@@ -241,7 +241,7 @@ func (s *Scheduler) fireDue(ctx context.Context, at time.Time) {
 		return
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].s.Runbook < list[j].s.Runbook })
-	states, err := s.cfg.Store.States(ctx)
+	states, err := readStates(ctx, s.cfg.Store)
 	if err != nil {
 		s.log.Error("schedules: reading their state; these ticks are not run", "err", err, "ticks", len(list))
 		return

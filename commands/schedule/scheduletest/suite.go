@@ -4,6 +4,7 @@ package scheduletest
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -35,13 +36,26 @@ func claim(t *testing.T, s schedule.Store, name string, tick time.Time) bool {
 	return ok
 }
 
-func states(t *testing.T, s schedule.Store) map[string]schedule.State {
+func ticks(t *testing.T, s schedule.Store) map[string]time.Time {
 	t.Helper()
-	st, err := s.States(context.Background())
+	got, err := s.Ticks(context.Background())
 	if err != nil {
-		t.Fatalf("States: %v", err)
+		t.Fatalf("Ticks: %v", err)
 	}
-	return st
+	return got
+}
+
+func pauses(t *testing.T, s schedule.Store) map[string]string {
+	t.Helper()
+	got, err := s.Pauses(context.Background())
+	if err != nil {
+		t.Fatalf("Pauses: %v", err)
+	}
+	out := map[string]string{}
+	for k, v := range got {
+		out[k] = string(v)
+	}
+	return out
 }
 
 func testMonotonic(t *testing.T, factory Factory) {
@@ -65,18 +79,18 @@ func testMonotonic(t *testing.T, factory Factory) {
 	if got := claim(t, s, "other", t0); !got {
 		t.Errorf("another schedule's first claim = false, want true (schedules are independent)")
 	}
-	st := states(t, s)
-	if got, want := st["backup"].Last, t0.Add(15*time.Minute); !got.Equal(want) {
-		t.Errorf("Last = %s, want %s", got, want)
+	st := ticks(t, s)
+	if got, want := st["backup"], t0.Add(15*time.Minute); !got.Equal(want) {
+		t.Errorf("latest tick = %s, want %s", got, want)
 	}
-	if got := st["other"].Last; !got.Equal(t0) {
-		t.Errorf("other's Last = %s, want %s", got, t0)
+	if got := st["other"]; !got.Equal(t0) {
+		t.Errorf("other's latest tick = %s, want %s", got, t0)
 	}
 }
 
 func testConcurrent(t *testing.T, factory Factory) {
 	s := factory(t, false)
-	const replicas, ticks = 8, 20
+	const replicas, n = 8, 20
 	var mu sync.Mutex
 	won := map[time.Time]int{}
 	var wg sync.WaitGroup
@@ -84,7 +98,7 @@ func testConcurrent(t *testing.T, factory Factory) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < ticks; i++ {
+			for i := 0; i < n; i++ {
 				tick := t0.Add(time.Duration(i) * time.Minute)
 				ok, err := s.Claim(context.Background(), "report", tick)
 				if err != nil {
@@ -105,50 +119,47 @@ func testConcurrent(t *testing.T, factory Factory) {
 			t.Errorf("tick %s claimed %d times, want once", tick, n)
 		}
 	}
-	if got := states(t, s)["report"].Last; !got.Equal(t0.Add((ticks - 1) * time.Minute)) {
-		t.Errorf("Last = %s, want the last tick", got)
+	if got := ticks(t, s)["report"]; !got.Equal(t0.Add((n - 1) * time.Minute)) {
+		t.Errorf("latest tick = %s, want the last one claimed", got)
 	}
 }
 
 func testPause(t *testing.T, factory Factory) {
 	s := factory(t, false)
 	ctx := context.Background()
-	if err := s.SetPause(ctx, "backup", schedule.Pause{Paused: true, By: "alice", At: t0}); err != nil {
+	if err := s.SavePause(ctx, "backup", []byte(`{"paused":true,"by":"alice"}`)); err != nil {
 		t.Fatal(err)
 	}
-	got := states(t, s)["backup"].Pause
-	if !got.Paused || got.By != "alice" || !got.At.Equal(t0) {
-		t.Errorf("after pause: %+v, want paused by alice at %s", got, t0)
+	if got, want := pauses(t, s), map[string]string{"backup": `{"paused":true,"by":"alice"}`}; !maps.Equal(got, want) {
+		t.Errorf("after pause: %v, want %v", got, want)
 	}
 	claim(t, s, "backup", t0.Add(time.Hour))
-	if got := states(t, s)["backup"]; !got.Pause.Paused || !got.Last.Equal(t0.Add(time.Hour)) {
-		t.Errorf("a claim while paused changed the pause or was lost: %+v", got)
+	if got := pauses(t, s)["backup"]; got != `{"paused":true,"by":"alice"}` {
+		t.Errorf("a claim changed the pause record to %q", got)
 	}
-	if err := s.SetPause(ctx, "backup", schedule.Pause{Paused: false, By: "bob", At: t0.Add(2 * time.Hour)}); err != nil {
+	if err := s.SavePause(ctx, "backup", []byte(`{"paused":false,"by":"bob"}`)); err != nil {
 		t.Fatal(err)
 	}
-	got = states(t, s)["backup"].Pause
-	if got.Paused || got.By != "bob" || !got.At.Equal(t0.Add(2*time.Hour)) {
-		t.Errorf("after resume: %+v, want resumed by bob", got)
+	if got := pauses(t, s)["backup"]; got != `{"paused":false,"by":"bob"}` {
+		t.Errorf("after resume: %q, want the new record", got)
 	}
-	if _, ok := states(t, s)["never-touched"]; ok {
-		t.Errorf("States lists a schedule nobody claimed or paused")
+	if _, ok := ticks(t, s)["never-touched"]; ok {
+		t.Errorf("Ticks lists a schedule nobody claimed")
 	}
 }
 
 func testReopen(t *testing.T, factory Factory) {
 	s := factory(t, false)
 	claim(t, s, "backup", t0)
-	if err := s.SetPause(context.Background(), "cleanup", schedule.Pause{Paused: true, By: "carol", At: t0}); err != nil {
+	if err := s.SavePause(context.Background(), "cleanup", []byte(`{"paused":true}`)); err != nil {
 		t.Fatal(err)
 	}
 	r := factory(t, true)
-	st := states(t, r)
-	if !st["backup"].Last.Equal(t0) {
-		t.Errorf("after reopening, Last = %s, want %s", st["backup"].Last, t0)
+	if got := ticks(t, r)["backup"]; !got.Equal(t0) {
+		t.Errorf("after reopening, latest tick = %s, want %s", got, t0)
 	}
-	if !st["cleanup"].Pause.Paused {
-		t.Errorf("after reopening, the pause is lost")
+	if got := pauses(t, r)["cleanup"]; got != `{"paused":true}` {
+		t.Errorf("after reopening, the pause record is %q", got)
 	}
 	if claim(t, r, "backup", t0) {
 		t.Errorf("after reopening, the same tick was claimed again")
