@@ -35,7 +35,7 @@ type Schedules struct {
 }
 
 type scheduleFile struct {
-	Ticks  map[string]time.Time        `json:"ticks"`
+	Ticks  map[string]time.Time       `json:"ticks"`
 	Pauses map[string]json.RawMessage `json:"pauses"`
 }
 
