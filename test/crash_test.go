@@ -34,6 +34,13 @@ func TestMain(m *testing.M) {
 func loadCrashCatalog(tb testing.TB) (*engine.Registry, *engine.Catalog) {
 	reg := engine.NewRegistry()
 	engine.RegisterBuiltins(reg, nil)
+	// A change that is not safe to repeat and takes until it is stopped
+	// (built-in waits are safe to repeat, so they resume instead).
+	reg.Register(engine.ActionSpec{Type: "change", Action: "slow", Mutating: true,
+		Run: engine.ActionFunc(func(ctx context.Context, _ *engine.Call) (engine.Result, error) {
+			<-ctx.Done()
+			return engine.Result{}, context.Cause(ctx)
+		})})
 	cat, diags := engine.LoadPaths(reg, "testdata/crash.yaml")
 	if len(diags) > 0 {
 		if tb == nil {
