@@ -320,10 +320,21 @@ func (e *Engine) Decide(ctx context.Context, req DecisionRequest) (DecisionResul
 	res := DecisionResult{ExecutionID: execID}
 	if x == nil {
 		err := e.decidedInStore(ctx, req.ApprovalID, &res)
-		if errors.Is(err, ErrNotActive) {
+		if !errors.Is(err, ErrNotActive) {
+			return res, err
+		}
+		// Nobody here drives it. When its lease is free (its replica
+		// stopped or died and nobody took it over yet), take it over now
+		// and decide here; else hand the decision to the replica that
+		// holds it.
+		if e.cfg.Leases != nil && e.Resume(ctx, execID) == nil {
+			e.mu.Lock()
+			x = e.runs[execID]
+			e.mu.Unlock()
+		}
+		if x == nil {
 			return e.forward(ctx, req)
 		}
-		return res, err
 	}
 	g, err := x.openGate(ctx, req.ApprovalID, &res)
 	if g == nil {

@@ -319,3 +319,32 @@ func TestConcurrentRecoversResumeOnce(t *testing.T) {
 		t.Errorf("active: %d, want %d", len(got), len(ids))
 	}
 }
+
+// A decision that reaches a process not driving its execution, while the
+// lease is free (the driver stopped and nobody took over yet), takes the
+// execution over and is applied there instead of answering "not active".
+func TestDecisionTakesOverAnExecutionWithAFreeLease(t *testing.T) {
+	r := newLeaseRig(t)
+	a := r.engine("replica-a")
+	ids := r.park(a, 1)
+	a.Close() // releases the lease; nothing resumes it yet
+	b := r.engine("replica-b")
+	evs, err := r.store.Events(context.Background(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var approval string
+	for _, e := range evs {
+		if e.Type == engine.EventApprovalRequested {
+			approval = e.Approval.ID
+		}
+	}
+	res, err := b.Decide(context.Background(), engine.DecisionRequest{ApprovalID: approval, User: "bob", Verb: engine.DecisionApprove})
+	if err != nil {
+		t.Fatalf("decision on a stopped replica's execution: %v", err)
+	}
+	if r.leases.holder(ids[0]) != "replica-b" {
+		t.Errorf("lease held by %q, want replica-b (took it over)", r.leases.holder(ids[0]))
+	}
+	_ = res
+}
