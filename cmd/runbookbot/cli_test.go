@@ -195,3 +195,12 @@ current-context: c
 		t.Errorf("lint with a cluster and Prometheus configured: %d\n%s", code, errs)
 	}
 }
+
+// End of input at the approval prompt is a "no": the run ends aborted
+// instead of waiting forever.
+func TestRunPromptEndOfInputRejects(t *testing.T) {
+	code, out, errs := cli(t, "", "run", "--runbooks", "../../runbooks", "--data-dir", t.TempDir(), "--as", "alice", "example-echo", "service=checkout", "environment=production")
+	if code != exitAborted || !strings.Contains(out, "no answer (end of input)") {
+		t.Fatalf("exit %d, want %d (aborted)\n%s%s", code, exitAborted, out, errs)
+	}
+}

@@ -165,9 +165,19 @@ func answer(ctx context.Context, eng *engine.Engine, a *engine.ApprovalRecord, r
 		}
 		return
 	}
+	// End of input is a "no": nobody is left to answer, so the requester's
+	// own rejection ends the wait instead of the prompt hanging.
+	noAnswer := func() {
+		out.printf("\n  no answer (end of input): rejecting %s\n", a.Step)
+		if _, err := eng.Decide(ctx, engine.DecisionRequest{ApprovalID: a.ID, User: requester, Verb: engine.DecisionReject,
+			Comment: "no answer at the terminal prompt (end of input)"}); err != nil && !errors.Is(err, engine.ErrAlreadyDecided) && !errors.Is(err, engine.ErrFinished) {
+			out.printf("  %v\n", err)
+		}
+	}
 	for {
 		out.printf("  approve %s? [y/n]: ", a.Step)
 		if !in.Scan() {
+			noAnswer()
 			return
 		}
 		verb := engine.DecisionReject
@@ -180,6 +190,7 @@ func answer(ctx context.Context, eng *engine.Engine, a *engine.ApprovalRecord, r
 		}
 		out.printf("  your name (not %s): ", requester)
 		if !in.Scan() {
+			noAnswer()
 			return
 		}
 		user := strings.TrimSpace(in.Text())
