@@ -21,6 +21,9 @@ type ClientOptions struct {
 	// WatchChannels are alert channels (#names or ids) resolved at start
 	// and marked watched.
 	WatchChannels []string
+	// OnReady runs once the gateway is open and the guilds are known,
+	// before Ready is closed (e.g. to refresh RBAC role members).
+	OnReady func(ctx context.Context)
 	// FormBudget is how long a click that may open a form (reject,
 	// bypass) waits for the core before it is acked without one (default
 	// 2s; Discord allows 3s and a form can only be the first answer).
@@ -161,6 +164,9 @@ func (c *Client) setup(ctx context.Context) {
 		} else if strings.HasPrefix(ch, "#") {
 			c.log.Debug("discord: alert channel not in the bot's guilds", "channel", ch, "err", err)
 		}
+	}
+	if c.opts.OnReady != nil {
+		c.opts.OnReady(ctx)
 	}
 	c.log.Info("discord: connected", "guilds", len(c.p.guilds()), "user", c.self)
 	close(c.ready)

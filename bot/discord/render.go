@@ -256,8 +256,15 @@ func Render(m bot.Message) Rendered {
 // subtext renders a line as Discord's small grey text.
 func subtext(s string) string {
 	lines := strings.Split(s, "\n")
+	code := false
 	for i, l := range lines {
-		if strings.TrimSpace(l) != "" && !strings.HasPrefix(l, "```") {
+		if n := strings.Count(l, "```"); n > 0 {
+			if n%2 == 1 {
+				code = !code
+			}
+			continue
+		}
+		if !code && strings.TrimSpace(l) != "" {
 			lines[i] = "-# " + l
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/runbookbot/runbookbot/bot"
 	discordbot "github.com/runbookbot/runbookbot/bot/discord"
+	"github.com/runbookbot/runbookbot/commands"
 	"github.com/runbookbot/runbookbot/engine"
 )
 
@@ -60,8 +61,11 @@ func discordChat(p *discordbot.Platform, d discordOptions) bot.Chat {
 
 // newDiscordClient connects the bot to Discord's gateway, with runbook
 // names and parameters for autocomplete.
-func newDiscordClient(p *discordbot.Platform, b *bot.Bot, eng *engine.Engine, watch []string, log *slog.Logger) *discordbot.Client {
+// Role members are fetched again once the gateway has said which guilds
+// the bot is in.
+func newDiscordClient(p *discordbot.Platform, b *bot.Bot, eng *engine.Engine, auth *commands.Authorizer, watch []string, log *slog.Logger) *discordbot.Client {
 	return discordbot.NewClient(p, b, discordbot.ClientOptions{Logger: log, WatchChannels: watch,
+		OnReady: func(ctx context.Context) { _ = auth.Refresh(ctx) }, // failures are logged per group
 		Runbooks: func() []discordbot.RunbookHint {
 			cat := eng.Catalog()
 			if cat == nil {

@@ -42,7 +42,9 @@ type botOptions struct {
 	listen          string
 	noRBAC          bool
 	limits          bot.Limits
+	leaseTTL        time.Duration // replicas on Redis: how long a dead one's work waits (default 15s)
 	discord         discordOptions
+	api             apiOptions
 	clock           engine.Clock
 	logger          *slog.Logger
 }
@@ -58,6 +60,8 @@ type runningBot struct {
 	cat     *engine.Catalog
 	addr    string
 	metrics *metrics.Metrics
+	api     *triggers
+	health  *health // /healthz and /readyz on --listen; nil: checks made from the fields
 	// parts are the long-running parts run starts and waits for.
 	parts []func(ctx context.Context) error
 }
@@ -170,7 +174,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	}
 	var rbac *engine.RBACConfig
 	if !o.noRBAC {
-		rbac = cat.RBAC
+		rbac = o.api.tokens.Bind(cat.RBAC) // tokens acting as a group are its members
 	}
 	// Chat group members are fetched now and every five minutes on the
 	// wall clock (not o.clock: tests count the engine's timers on theirs);
@@ -190,7 +194,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	if rs, ok := store.(*redis.Store); ok {
 		// Replicas share this store: leases decide who drives what, and
 		// clicks reach the driver wherever they land.
-		cfg.Leases, cfg.Owner = rs, hostOwner()
+		cfg.Leases, cfg.Owner, cfg.LeaseTTL = rs, hostOwner(), o.leaseTTL
 		fwd = redis.NewForwarder(rs, cfg.Owner, log)
 		cfg.Forwarder = fwd
 	}
@@ -223,7 +227,9 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		store.Close()
 		return nil, fmt.Errorf("chat view: %w", err)
 	}
-	bcfg := bot.Config{Engine: eng, Auth: auth, Logger: log, Views: views,
+	// On a shared store one replica at a time shows the log in chat (the
+	// view lease); another takes over within the lease when it dies.
+	bcfg := bot.Config{Engine: eng, Auth: auth, Logger: log, Views: views, Owner: cfg.Owner, LeaseTTL: o.leaseTTL,
 		Chats: chats}
 	if cat.Mappings != nil {
 		bcfg.Alerts = &bot.AlertConfig{Matcher: alerts.NewMatcher(cat.Mappings, cat), Rules: alerts.DefaultRules(),
@@ -242,19 +248,29 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	}
 	var dclient *discordbot.Client
 	if dplatform != nil {
-		dclient = newDiscordClient(dplatform, b, eng, splitList(o.alertChannels), log)
+		dclient = newDiscordClient(dplatform, b, eng, auth, splitList(o.alertChannels), log)
 		parts = append(parts, dclient.Run)
 	}
 	if fwd != nil {
 		parts = append(parts, part(func(ctx context.Context) { fwd.Serve(ctx, eng) }),
 			part(func(ctx context.Context) { eng.Watch(ctx, 5*time.Second) }))
 	}
+	trig, runSchedules, err := startTriggers(o, eng, auth, store, where, log)
+	if err != nil {
+		eng.Close()
+		if viewsCloser != nil {
+			viewsCloser.Close()
+		}
+		store.Close()
+		return nil, fmt.Errorf("schedules and API: %w", err)
+	}
+	parts = append(parts, runSchedules)
 	n, err := eng.Recover(ctx)
 	if err != nil {
 		log.Error("resuming executions", "err", err)
 	}
 	log.Info("runbookbot ready", "runbooks", len(cat.Runbooks), "store", where, "resumed", n, "rbac", rbac != nil)
-	return &runningBot{eng: eng, bot: b, client: client, discord: dclient, store: store, views: viewsCloser, cat: cat, metrics: met, parts: parts}, nil
+	return &runningBot{eng: eng, bot: b, client: client, discord: dclient, store: store, views: viewsCloser, cat: cat, metrics: met, api: trig, parts: parts}, nil
 }
 
 // auditURL is where audit events are mirrored: --audit-redis, else the
@@ -282,12 +298,18 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs.StringVar(&o.approvalChannel, "approval-channel", envOr("RUNBOOKBOT_APPROVAL_CHANNEL", "#incidents"), "where approval requests go")
 	fs.StringVar(&o.apiURL, "slack-api-url", os.Getenv("SLACK_API_URL"), "Slack Web API base URL (for an emulator)")
 	o.discord.register(fs)
+	o.api.register(fs)
 	fs.BoolVar(&o.noRBAC, "no-rbac", false, "allow everyone everything (four-eyes still applies)")
 	fs.StringVar(&o.alertChannels, "alert-channels", os.Getenv("RUNBOOKBOT_ALERT_CHANNELS"), "channels watched for alerts, comma-separated (default: every channel the bot is in)")
 	fs.StringVar(&o.alertChannel, "alert-channel", envOr("RUNBOOKBOT_ALERT_CHANNEL", "#alerts"), "where threads for webhook alerts go")
 	fs.StringVar(&o.listen, "listen", os.Getenv("RUNBOOKBOT_LISTEN"), "address for /metrics, /healthz and the Alertmanager webhook receiver (POST /alertmanager), e.g. :8080")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", envDuration("RUNBOOKBOT_LEASE_TTL", 15*time.Second), "with several replicas on Redis: how long a dead replica's executions and chat view wait before another takes them over")
 	fs.StringVar(&o.audit, "audit-redis", os.Getenv("RUNBOOKBOT_AUDIT_REDIS"), "mirror audit events to this Redis (default: the Redis store, if any)")
-	if _, ok := parse(fs, args, stderr); !ok {
+	lf := registerLogFormat(fs)
+	if _, ok := parse(fs, args, stderr); !ok || !lf.apply(&o, stderr, slog.LevelDebug, "serve") {
+		return exitUsage
+	}
+	if !o.api.load(stderr) {
 		return exitUsage
 	}
 	o.botToken, o.appToken = os.Getenv("SLACK_BOT_TOKEN"), os.Getenv("SLACK_APP_TOKEN")
@@ -298,6 +320,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer rb.close()
+	rb.health = newHealth(rb.readyChecks(slackProbe(o)))
 	if o.listen != "" {
 		if err := rb.listen(o.listen); err != nil {
 			fmt.Fprintf(stderr, "runbookbot serve: %v\n", err)
@@ -315,9 +338,10 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 // check; the server is one of the parts run owns.
 func (r *runningBot) listen(addr string) error {
 	mux := http.NewServeMux()
-	mux.Handle("/alertmanager", r.bot.WebhookHandler())
+	mux.Handle("/alertmanager", r.api.receiver(r.bot.WebhookHandler()))
+	r.api.mountAPI(mux)
 	mux.Handle("/metrics", r.metrics.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	r.healthHandlers().mount(mux)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("webhook receiver: %w", err)
@@ -360,4 +384,13 @@ func (c chainSecrets) Secret(ctx context.Context, name string) (any, error) {
 		}
 	}
 	return nil, err
+}
+
+// envDuration reads a duration from the environment (def when unset or
+// unreadable).
+func envDuration(k string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(k)); err == nil && d > 0 {
+		return d
+	}
+	return def
 }
