@@ -41,6 +41,13 @@ type Config struct {
 	// RetryEvery and RetryFor pace decisions waiting for a runner to take
 	// their execution over (default every 1s for 2m).
 	RetryEvery, RetryFor time.Duration
+	// Owner names this replica. When Views is shared by replicas (it is a
+	// ViewLease), only the replica holding the lease shows the log in
+	// chat, and another takes over within LeaseTTL when it dies.
+	Owner string
+	// LeaseTTL is how long the view lease lasts unless renewed (default
+	// 10s).
+	LeaseTTL time.Duration
 }
 
 // chat is a platform with its outbox.
@@ -61,9 +68,11 @@ type Bot struct {
 
 	alerts alertState
 
-	ctx    context.Context // owned goroutines run under it
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context // owned goroutines run under it
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	ownMu   sync.Mutex
+	stopped bool // Run is waiting for its goroutines: start no more
 }
 
 // New returns a bot; Run drives it.
@@ -115,7 +124,15 @@ func (b *Bot) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, b.cancel)
 	defer stop()
 	defer b.cancel()
-	unsub := b.eng.Subscribe(func(engine.Event) { b.view.poke() })
+	unsub := b.eng.Subscribe(func(e engine.Event) {
+		b.view.poke()
+		if e.Type == engine.EventExecutionFinished && b.alertsOn() {
+			// The alert's slot is freed by the replica that tracks it,
+			// whichever replica shows the log.
+			id := e.ExecutionID
+			b.goOwned(func(ctx context.Context) { b.alertFinished(ctx, id) })
+		}
+	})
 	defer unsub()
 	if b.alertsOn() {
 		if err := b.restoreAlerts(ctx); err != nil {
@@ -136,12 +153,21 @@ func (b *Bot) Run(ctx context.Context) error {
 		err = fmt.Errorf("chat view: %w", err)
 	}
 	b.cancel()
+	unsub()
+	b.ownMu.Lock()
+	b.stopped = true
+	b.ownMu.Unlock()
 	b.wg.Wait()
 	return err
 }
 
 // goOwned runs f under the bot's context; Run waits for it.
 func (b *Bot) goOwned(f func(ctx context.Context)) {
+	b.ownMu.Lock()
+	defer b.ownMu.Unlock()
+	if b.stopped {
+		return
+	}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()

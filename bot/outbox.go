@@ -332,6 +332,10 @@ func (o *outbox) finish(it *item, err error, skipped bool) {
 	defer o.mu.Unlock()
 	it.inflight = false
 	switch {
+	case errors.Is(err, errStale):
+		// Queued by a view session that has ended; another replica (or
+		// the next session) shows it.
+		it.again = false
 	case skipped:
 		o.stats.Skipped++
 	case err == nil:

@@ -34,6 +34,9 @@ type view struct {
 	readPos uint64
 	cursor  uint64
 	saved   uint64
+	// sess is the current session's context: it ends when this replica
+	// stops showing the log (the view lease passed on, or shutdown).
+	sess context.Context
 
 	wake chan struct{}
 }
@@ -57,6 +60,9 @@ type execView struct {
 	// delivered (or left out).
 	outstanding map[string]int64
 	touched     time.Time
+	// sess is the session that rendered it; sends of an ended session
+	// are dropped.
+	sess context.Context
 }
 
 func newView(b *Bot, vs ViewStore) *view {
@@ -71,8 +77,21 @@ func (v *view) poke() {
 	}
 }
 
-// run reads the log until ctx ends.
+// run shows the log until ctx ends: always, or, when the view store is
+// shared by replicas, while this replica holds the view lease.
 func (v *view) run(ctx context.Context) error {
+	if l, ok := v.vs.(ViewLease); ok && v.b.cfg.Owner != "" {
+		return v.b.lead(ctx, l, v.session)
+	}
+	return v.session(ctx)
+}
+
+// session reads the log from the saved cursor until ctx ends, as after a
+// restart: every execution whose record lags its events is re-rendered.
+func (v *view) session(ctx context.Context) error {
+	v.mu.Lock()
+	v.execs, v.low, v.sess = map[string]*execView{}, nil, ctx
+	v.mu.Unlock()
 	c, err := v.vs.Cursor(ctx)
 	if err != nil {
 		return err
@@ -144,7 +163,7 @@ func (v *view) ingest(ctx context.Context, e engine.Event) error {
 		} else {
 			evs = []engine.Event{e}
 		}
-		ev = &execView{id: e.ExecutionID, t: newThread(e.ExecutionID), rec: rec, loaded: true, outstanding: map[string]int64{}}
+		ev = &execView{id: e.ExecutionID, t: newThread(e.ExecutionID), rec: rec, loaded: true, outstanding: map[string]int64{}, sess: ctx}
 		for _, x := range evs {
 			v.fold(ev, x)
 		}
@@ -525,6 +544,11 @@ func (r viewRecord) links(key string) string {
 // it, else an edit, else a post (looking first for a post a crash may have
 // left unrecorded).
 func (v *view) deliver(ctx context.Context, ev *execView, key string) error {
+	if ev.sess.Err() != nil {
+		return errStale
+	}
+	ctx, stop := joinCancel(ctx, ev.sess)
+	defer stop()
 	p := ev.chat.p
 	v.mu.Lock()
 	r, ok := v.render(ev, key, v.b.cfg.Now())
@@ -569,6 +593,13 @@ func (v *view) deliver(ctx context.Context, ev *execView, key string) error {
 	ev.chat.out.learn(r.conv, ref.Conversation)
 	v.settle(ctx, ev, key, shown{Ref: ref, Hash: r.hash}, r.seq, true)
 	return nil
+}
+
+// joinCancel returns ctx, cancelled also when other ends.
+func joinCancel(ctx, other context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(other, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // settle records a delivered message; when it was the last one
@@ -666,6 +697,10 @@ func (r *viewRecord) setLink(key, l string) {
 // settled reports whether everything read is shown and nothing is queued.
 func (v *view) settled(ctx context.Context) bool {
 	v.mu.Lock()
+	if v.sess == nil || v.sess.Err() != nil {
+		v.mu.Unlock()
+		return false // not showing the log (another replica does)
+	}
 	pos, low := v.readPos, len(v.low)
 	var lag []string
 	for id, ev := range v.execs {

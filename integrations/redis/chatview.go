@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -15,9 +16,13 @@ import (
 //
 //	<prefix>chatview:cursor      string: the cursor (only ever raised)
 //	<prefix>chatview:<execution> string: the execution's record (JSON)
+//	<prefix>chatview:leader      string: the replica showing the log, with
+//	                             the lease's expiry (PX)
 //
-// Any replica may raise the cursor: it moves past an event only once the
-// event's execution is shown, whoever showed it.
+// One replica at a time shows the log (it holds the lease, see Lead); it
+// raises the cursor past an event once the event's execution is shown. A
+// replica that takes the lease over reads from the cursor and re-renders
+// every execution whose record lags its events.
 type ChatViews struct {
 	c      goredis.UniversalClient
 	prefix string
@@ -33,6 +38,21 @@ local want = tonumber(ARGV[1])
 if want > cur then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1`)
 
+// lead takes the lease KEYS[1] for ARGV[1] (or renews it) for ARGV[2] ms.
+var lead = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if (not cur) or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0`)
+
+// resign deletes the lease KEYS[1] when ARGV[1] holds it.
+var resign = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+func (v *ChatViews) leaderKey() string          { return v.prefix + "chatview:leader" }
 func (v *ChatViews) cursorKey() string          { return v.prefix + "chatview:cursor" }
 func (v *ChatViews) recordKey(id string) string { return v.prefix + "chatview:" + id }
 
@@ -78,4 +98,37 @@ func (v *ChatViews) Save(ctx context.Context, id string, record []byte) error {
 		return fmt.Errorf("redis: saving a chat view record: %w", err)
 	}
 	return nil
+}
+
+// Lead takes the view lease for owner, or renews it when owner holds it,
+// for ttl (the bot's ViewLease); it reports whether owner holds it.
+func (v *ChatViews) Lead(ctx context.Context, owner string, ttl time.Duration) (bool, error) {
+	if owner == "" || ttl < time.Millisecond {
+		return false, errors.New("redis: a view lease needs an owner and a ttl of 1ms or more")
+	}
+	n, err := lead.Run(ctx, v.c, []string{v.leaderKey()}, owner, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("redis: taking the chat view lease: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Resign gives the view lease up when owner holds it.
+func (v *ChatViews) Resign(ctx context.Context, owner string) error {
+	if err := resign.Run(ctx, v.c, []string{v.leaderKey()}, owner).Err(); err != nil {
+		return fmt.Errorf("redis: giving the chat view lease up: %w", err)
+	}
+	return nil
+}
+
+// Leader returns the replica holding the view lease ("" when none).
+func (v *ChatViews) Leader(ctx context.Context) (string, error) {
+	s, err := v.c.Get(ctx, v.leaderKey()).Result()
+	if errors.Is(err, goredis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("redis: reading the chat view lease: %w", err)
+	}
+	return s, nil
 }
