@@ -21,7 +21,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o.register(fs)
 	addr := fs.String("addr", "127.0.0.1:3000", "where the playground listens")
 	rbac := fs.Bool("rbac", false, "enforce runbooks/rbac.yaml (the playground's users are not in it)")
-	if _, ok := parse(fs, args, stderr); !ok {
+	lf := registerLogFormat(fs)
+	if _, ok := parse(fs, args, stderr); !ok || !lf.apply(&o, stderr, slog.LevelInfo, "dev") {
 		return exitUsage
 	}
 	if o.dataDir == "" && o.store == "" {
@@ -33,24 +34,28 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		o.dataDir = filepath.Join(dir, "dev")
 	}
 	emu := slackemu.New(slackemu.Options{Addr: *addr, BotToken: "xoxb-dev", AppToken: "xapp-dev"})
-	if err := emu.Start(); err != nil {
+	// The emulator, /healthz, /readyz and /metrics share the address.
+	srv, err := serveDev(emu, *addr)
+	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot dev: starting the Slack playground on %s: %v (try --addr 127.0.0.1:0)\n", *addr, err)
 		return exitFailure
 	}
+	defer srv.close()
 	defer emu.Close()
 	demo := emu.SeedDemo()
 	emu.AddChannel("incidents")
 	o.botToken, o.appToken, o.apiURL = "xoxb-dev", "xapp-dev", emu.APIURL()
 	o.noRBAC = !*rbac
 	o.approvalChannel = "#incidents"
-	o.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	rb, err := startBot(ctx, o, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
 		return exitFailure
 	}
 	defer rb.close()
+	srv.attach(rb, slackProbe(o))
 	fmt.Fprintf(stdout, "runbookbot playground: %s\n", emu.URL())
+	fmt.Fprintf(stdout, "  health: %shealthz, %sreadyz · metrics: %smetrics\n", emu.URL(), emu.URL(), emu.URL())
 	fmt.Fprintf(stdout, "  users: alice, bob, carol · channels: #ops, #alerts, #incidents · store: %s\n", o.dataDir)
 	fmt.Fprintf(stdout, "  try: /runbook run example-echo service=checkout environment=production (as alice, approve as bob)\n")
 	fmt.Fprintf(stdout, "  alert webhook: %s\n", demo.AlertWebhook)

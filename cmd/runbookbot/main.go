@@ -30,12 +30,14 @@ Usage:
   runbookbot dry-run   NAME|FILE [--param k=v ...] [--json]
   runbookbot run       NAME|FILE [--param k=v ...] [--yes] [--as USER]
   runbookbot history   [--runbook N] [--outcome O] [--since 24h] [--limit N] [--json]
+  runbookbot schema    (JSON Schema of the runbook format, for editors)
   runbookbot version
 
 Common flags (and environment):
   --runbooks DIR   runbooks, mappings, RBAC and secrets config (RUNBOOKBOT_RUNBOOKS, default ./runbooks)
   --data-dir DIR   embedded store directory (RUNBOOKBOT_DATA_DIR, default ~/.local/share/runbookbot)
   --store URL      redis://... to keep executions in Redis instead (RUNBOOKBOT_STORE or REDIS_URL)
+  --log-format F   serve and dev log as text (default) or json (RUNBOOKBOT_LOG_FORMAT)
 
 Exit codes: 0 success, 1 failure, 2 usage, 3 partial, 4 rolled back, 5 aborted.
 `
@@ -68,8 +70,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "dev":
 		return cmdDev(ctx, rest, stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "runbookbot", version)
-		return exitOK
+		return cmdVersion(stdout)
+	case "schema":
+		return cmdSchema(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -77,5 +80,3 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fmt.Fprintf(stderr, "runbookbot: unknown command %q\n\n%s", cmd, usage)
 	return exitUsage
 }
-
-var version = "dev"
