@@ -182,6 +182,9 @@ func clip(s string, n int) string {
 	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
+	if n < 1 {
+		return ""
+	}
 	r := []rune(s)
 	return string(r[:n-1]) + "…"
 }
@@ -308,11 +311,20 @@ func embed(m bot.Message) *discordgo.MessageEmbed {
 	if len(desc) == 0 {
 		desc = append(desc, Markdown(m.Summary))
 	}
-	budget := maxEmbedTotal
+	// The description goes first; fields take what is left of the 6000
+	// characters an embed may hold.
+	e.Description = clip(strings.Join(desc, "\n"), maxDescription)
+	budget := maxEmbedTotal - utf8.RuneCountInString(e.Description)
+	kept := e.Fields[:0]
 	for _, f := range e.Fields {
-		budget -= utf8.RuneCountInString(f.Name) + utf8.RuneCountInString(f.Value)
+		n := utf8.RuneCountInString(f.Name) + utf8.RuneCountInString(f.Value)
+		if n > budget {
+			break
+		}
+		budget -= n
+		kept = append(kept, f)
 	}
-	e.Description = clip(strings.Join(desc, "\n"), min(maxDescription, budget))
+	e.Fields = kept
 	return e
 }
 
