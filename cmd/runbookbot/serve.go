@@ -140,7 +140,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	cat, diags := engine.LoadPaths(reg, o.runbooks)
 	if len(diags) > 0 {
 		for _, d := range diags {
-			fmt.Fprintln(stderr, d.String())
+			log.Warn("runbook problem", "diagnostic", d.String()) // one record each, also under --log-format json
 		}
 		if len(cat.Runbooks) == 0 {
 			return nil, fmt.Errorf("no valid runbooks in %s", o.runbooks)
