@@ -152,11 +152,11 @@ func (h *dE2E) cmd(user, channel, line string) string {
 	return id
 }
 
-var jsonUnescape = strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&", `\\`, `\`)
+var dUnescape = strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&", `\\`, `\`)
 
 // dtext is a message as a person reads it: content, embeds and buttons.
 func dtext(m discordemu.Message) string {
-	return m.Content + " " + jsonUnescape.Replace(string(m.Embeds)) + " " + jsonUnescape.Replace(string(m.Components))
+	return m.Content + " " + dUnescape.Replace(string(m.Embeds)) + " " + dUnescape.Replace(string(m.Components))
 }
 
 func dcontains(parts ...string) func(discordemu.Message) bool {
@@ -231,8 +231,8 @@ func (h *dE2E) advance(timers int, d time.Duration) {
 	h.clock.Advance(d)
 }
 
-// customIDs lists a message's button custom_ids.
-func customIDs(t testing.TB, m discordemu.Message) []string {
+// dCustomIDs lists a message's button custom_ids.
+func dCustomIDs(t testing.TB, m discordemu.Message) []string {
 	t.Helper()
 	var rows []struct {
 		Components []struct {
@@ -254,11 +254,11 @@ func customIDs(t testing.TB, m discordemu.Message) []string {
 	return out
 }
 
-// button returns the custom_id of the message's button whose id starts
+// dButton returns the custom_id of the message's button whose id starts
 // with prefix.
-func button(t testing.TB, m discordemu.Message, prefix string) string {
+func dButton(t testing.TB, m discordemu.Message, prefix string) string {
 	t.Helper()
-	for _, id := range customIDs(t, m) {
+	for _, id := range dCustomIDs(t, m) {
 		if strings.HasPrefix(id, prefix) {
 			return id
 		}
@@ -269,7 +269,7 @@ func button(t testing.TB, m discordemu.Message, prefix string) string {
 
 func (h *dE2E) click(user string, m discordemu.Message, prefix string) string {
 	h.t.Helper()
-	id, err := h.emu.ClickButton(h.users[user], m.ID, button(h.t, m, prefix))
+	id, err := h.emu.ClickButton(h.users[user], m.ID, dButton(h.t, m, prefix))
 	if err != nil {
 		h.t.Fatalf("click %s: %v", prefix, err)
 	}
@@ -279,7 +279,7 @@ func (h *dE2E) click(user string, m discordemu.Message, prefix string) string {
 // approvalIDOf reads the approval id from a card's Approve button.
 func approvalIDOf(t testing.TB, m discordemu.Message) string {
 	t.Helper()
-	_, line, ok := discordbot.DecodeButton(button(t, m, "approval:approve"))
+	_, line, ok := discordbot.DecodeButton(dButton(t, m, "approval:approve"))
 	if !ok {
 		t.Fatal("the approve button does not decode")
 	}
@@ -319,7 +319,7 @@ func TestDiscordRunApproveSucceeds(t *testing.T) {
 	h.ephemeral("alice", "someone else must approve")
 	h.click("bob", approval, "approval:approve")
 	h.message(h.incidents, "the decision replacing the buttons", func(m discordemu.Message) bool {
-		return m.ID == approval.ID && strings.Contains(dtext(m), "Approved by <@"+h.users["bob"]+">") && len(customIDs(t, m)) == 0
+		return m.ID == approval.ID && strings.Contains(dtext(m), "Approved by <@"+h.users["bob"]+">") && len(dCustomIDs(t, m)) == 0
 	})
 	h.message(h.ops, "the parent showing success", func(m discordemu.Message) bool {
 		return m.ID == parent.ID && strings.Contains(dtext(m), "**Succeeded**")
@@ -383,7 +383,7 @@ func TestDiscordRejectWithComment(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.ephemeral("bob", "A reason is required")
-	if got, _ := h.emu.Message(approval.ID); len(customIDs(t, got)) == 0 {
+	if got, _ := h.emu.Message(approval.ID); len(dCustomIDs(t, got)) == 0 {
 		t.Fatal("a blank reason decided the approval")
 	}
 	h.click("bob", approval, "approval:reject:reject")
@@ -393,7 +393,7 @@ func TestDiscordRejectWithComment(t *testing.T) {
 	}
 	h.message(h.incidents, "the rejection on the card", func(m discordemu.Message) bool {
 		return m.ID == approval.ID && strings.Contains(dtext(m), "Rejected by <@"+h.users["bob"]+">") &&
-			strings.Contains(dtext(m), "look at the heap dump first") && len(customIDs(t, m)) == 0
+			strings.Contains(dtext(m), "look at the heap dump first") && len(dCustomIDs(t, m)) == 0
 	})
 	h.message(h.ops, "the parent showing aborted", func(m discordemu.Message) bool {
 		return m.ID == parent.ID && strings.Contains(dtext(m), "**Aborted**")
@@ -445,7 +445,7 @@ func TestDiscordRBACRefusals(t *testing.T) {
 func TestDiscordDoubleClick(t *testing.T) {
 	h := newDiscordE2E(t, false)
 	parent, approval := h.startProduction()
-	id := button(t, approval, "approval:approve")
+	id := dButton(t, approval, "approval:approve")
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {
@@ -487,7 +487,7 @@ func TestDiscordEscalationAndTimeout(t *testing.T) {
 	}
 	h.advance(1, 10*time.Minute)
 	h.message(h.incidents, "the timeout on the card", func(m discordemu.Message) bool {
-		return m.ID == approval.ID && strings.Contains(dtext(m), "no decision in time") && len(customIDs(t, m)) == 0
+		return m.ID == approval.ID && strings.Contains(dtext(m), "no decision in time") && len(dCustomIDs(t, m)) == 0
 	})
 	h.message(h.ops, "aborted", func(m discordemu.Message) bool {
 		return m.ID == parent.ID && strings.Contains(dtext(m), "**Aborted**")
