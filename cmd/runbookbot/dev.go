@@ -19,6 +19,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	var o botOptions
 	o.register(fs)
+	o.api.register(fs)
+	apiAddr := fs.String("api-addr", "", "where the playground serves /api/v1 (default: a free port beside --addr)")
 	addr := fs.String("addr", "127.0.0.1:3000", "where the playground listens")
 	rbac := fs.Bool("rbac", false, "enforce runbooks/rbac.yaml (the playground's users are not in it)")
 	lf := registerLogFormat(fs)
@@ -47,6 +49,10 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o.botToken, o.appToken, o.apiURL = "xoxb-dev", "xapp-dev", emu.APIURL()
 	o.noRBAC = !*rbac
 	o.approvalChannel = "#incidents"
+	if !o.api.load(stderr) {
+		return exitUsage
+	}
+	demoToken, _ := o.api.addDemoToken(demo.Users["bob"]) // start as alice in chat, approve as bob over the API
 	rb, err := startBot(ctx, o, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
@@ -54,11 +60,17 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer rb.close()
 	srv.attach(rb, slackProbe(o))
+	apiURL, err := rb.serveDevAPI(devAPIAddr(*addr, *apiAddr))
+	if err != nil {
+		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
+		return exitFailure
+	}
 	fmt.Fprintf(stdout, "runbookbot playground: %s\n", emu.URL())
 	fmt.Fprintf(stdout, "  health: %shealthz, %sreadyz · metrics: %smetrics\n", emu.URL(), emu.URL(), emu.URL())
 	fmt.Fprintf(stdout, "  users: alice, bob, carol · channels: #ops, #alerts, #incidents · store: %s\n", o.dataDir)
 	fmt.Fprintf(stdout, "  try: /runbook run example-echo service=checkout environment=production (as alice, approve as bob)\n")
 	fmt.Fprintf(stdout, "  alert webhook: %s\n", demo.AlertWebhook)
+	fmt.Fprintf(stdout, "  API: %s · demo token (acts as bob): %s\n", apiURL, demoToken)
 	if err := rb.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
 		return exitFailure

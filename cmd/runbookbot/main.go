@@ -30,6 +30,7 @@ Usage:
   runbookbot dry-run   NAME|FILE [--param k=v ...] [--json]
   runbookbot run       NAME|FILE [--param k=v ...] [--yes] [--as USER]
   runbookbot history   [--runbook N] [--outcome O] [--since 24h] [--limit N] [--json]
+  runbookbot schedules [--json] | pause NAME | resume NAME
   runbookbot schema    (JSON Schema of the runbook format, for editors)
   runbookbot version
 
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdRun(ctx, rest, stdin, stdout, stderr)
 	case "history":
 		return cmdHistory(ctx, rest, stdout, stderr)
+	case "schedules":
+		return cmdSchedules(ctx, rest, stdout, stderr)
 	case "serve":
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "dev":
