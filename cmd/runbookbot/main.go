@@ -30,6 +30,7 @@ Usage:
   runbookbot dry-run   NAME|FILE [--param k=v ...] [--json]
   runbookbot run       NAME|FILE [--param k=v ...] [--yes] [--as USER]
   runbookbot history   [--runbook N] [--outcome O] [--since 24h] [--limit N] [--json]
+  runbookbot drift     [--runbooks DIR] [--json] [-v]   (exit 1 when runbooks name targets that no longer exist)
   runbookbot schedules [--json] | pause NAME | resume NAME
   runbookbot schema    (JSON Schema of the runbook format, for editors)
   runbookbot version
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdDryRun(ctx, rest, stdout, stderr)
 	case "run":
 		return cmdRun(ctx, rest, stdin, stdout, stderr)
+	case "drift":
+		return cmdDrift(ctx, rest, stdout, stderr)
 	case "history":
 		return cmdHistory(ctx, rest, stdout, stderr)
 	case "schedules":

@@ -199,8 +199,8 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		cfg.Forwarder = fwd
 	}
 	eng := engine.New(cfg)
-	met := metrics.New()
-	eng.Subscribe(met.Observe)
+	met := metrics.New(metrics.FromLog(store))
+	met.Prime(cat)
 	if url := o.auditURL(); url != "" {
 		client, err := redis.NewClient(url)
 		if err != nil {
@@ -265,6 +265,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		return nil, fmt.Errorf("schedules and API: %w", err)
 	}
 	parts = append(parts, runSchedules)
+	parts = append(parts, healthParts(store, where, cfg, eng, met, notifier, log)...)
 	n, err := eng.Recover(ctx)
 	if err != nil {
 		log.Error("resuming executions", "err", err)
