@@ -114,9 +114,13 @@ type driftWatch struct {
 	log      *slog.Logger
 }
 
-// run checks at once, then every interval, until ctx ends.
+// run checks after a minute (or the interval, if shorter), then every
+// interval, until ctx ends.
 func (w *driftWatch) run(ctx context.Context) {
 	var last map[string]drift.Finding
+	if !w.wait(ctx, min(w.interval, time.Minute)) {
+		return
+	}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, max(w.interval/2, 30*time.Second))
 		rep := w.checker.Check(cctx, w.catalog())
@@ -140,13 +144,20 @@ func (w *driftWatch) run(ctx context.Context) {
 			}
 		}
 		last = now
-		t := w.clock.NewTimer(w.interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !w.wait(ctx, w.interval) {
 			return
-		case <-t.C():
 		}
+	}
+}
+
+func (w *driftWatch) wait(ctx context.Context, d time.Duration) bool {
+	t := w.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
 	}
 }
 
