@@ -247,7 +247,7 @@ var knownPermissions = map[string]bool{
 	"audit-logs:read": true, "runbooks:execute": true, "runbooks:dry-run": true, "approvals:respond": true,
 	"runbooks:create": true, "runbooks:update": true, "runbooks:delete": true, "runbooks:publish": true,
 	"runbooks:approve-publish": true, "secrets:manage": true, "rbac:manage": true, "audit-logs:export": true,
-	"executions:cancel": true, "approvals:bypass": true, "*": true,
+	"executions:cancel": true, "approvals:bypass": true, "schedules:manage": true, "*": true,
 }
 
 func (r *RBACConfig) validate() Diagnostics {

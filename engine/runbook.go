@@ -46,6 +46,10 @@ type Trigger struct {
 	// Parameters are the values a scheduled (or API-default) run starts
 	// with, for parameters that have no default.
 	Parameters map[string]any `yaml:"parameters"`
+	// Channel is the chat channel where runs nobody started from chat
+	// (schedules, the API) post their thread ("#ops"; default: the bot's
+	// configured runs channel).
+	Channel string `yaml:"channel"`
 	Pos        Pos            `yaml:"-"`
 }
 

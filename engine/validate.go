@@ -25,6 +25,7 @@ var ContextKeys = map[string]bool{
 	"environment": true, "restartCount": true, "executionId": true, "runbook": true, "requester": true,
 	"triggerType": true, "triggerSource": true, "alertName": true, "alertId": true, "labels": true,
 	"now": true, "channel": true, "namespace": true,
+	"scheduleTick": true, "scheduleLate": true, "scheduleLateBy": true,
 }
 
 var (

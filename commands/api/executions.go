@@ -97,8 +97,12 @@ func (s *Server) startExecution(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	platform, channel := s.platform(), s.cfg.Channel
+	if rb.Trigger.Channel != "" && s.cfg.Platform != "" {
+		platform, channel = s.cfg.Platform, rb.Trigger.Channel // the runbook's own channel wins
+	}
 	execID, err := s.cfg.Engine.Start(r.Context(), engine.StartRequest{Runbook: rb.Name(), Params: params,
-		Trigger: engine.TriggerInfo{Type: "api", Source: "api:" + id.Token, TriggeredBy: id.User, Platform: s.platform(), Channel: s.cfg.Channel}})
+		Trigger: engine.TriggerInfo{Type: "api", Source: "api:" + id.Token, TriggeredBy: id.User, Platform: platform, Channel: channel}})
 	if err != nil {
 		if key != "" {
 			_ = s.cfg.Keys.Forget(r.Context(), scoped, pending)

@@ -301,7 +301,10 @@ func (s *Scheduler) fire(ctx context.Context, sc *Schedule, tick time.Time, drop
 }
 
 // platformChannel is where a scheduled run's thread goes.
-func (s *Scheduler) platformChannel(*engine.Runbook) (string, string) {
+func (s *Scheduler) platformChannel(rb *engine.Runbook) (string, string) {
+	if rb != nil && rb.Trigger.Channel != "" {
+		return s.cfg.Platform, rb.Trigger.Channel
+	}
 	if s.cfg.Channel == "" {
 		return "", ""
 	}

@@ -375,3 +375,32 @@ func TestScheduledRunIsRecordedWithItsTick(t *testing.T) {
 		t.Errorf("parameter target = %v, want its default", got)
 	}
 }
+
+// A runbook's trigger.channel is where its scheduled runs post, over the
+// configured default.
+func TestRunbookChannelWinsOverTheDefault(t *testing.T) {
+	cat := catalog(t, runbook("report", `{type: schedule, schedule: "*/15 * * * *", channel: "#reports"}`))
+	r := newRig(t, cat)
+	store := enginetest.NewMemStore()
+	reg := engine.NewRegistry()
+	engine.RegisterBuiltins(reg, nil)
+	eng := engine.New(engine.Config{Store: store, Registry: reg, Catalog: cat, Clock: enginetest.NewFakeClock(day0)})
+	t.Cleanup(eng.Close)
+	r.start(eng)
+	r.run(15*time.Minute, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if h, _ := store.History(ctx, engine.HistoryQuery{}); len(h) > 0 {
+			if h[0].Trigger.Channel != "#reports" || h[0].Trigger.Platform != "slack" {
+				t.Fatalf("scheduled run posts to %q on %q, want #reports on slack", h[0].Trigger.Channel, h[0].Trigger.Platform)
+			}
+			return
+		}
+		select {
+		case <-store.Changed():
+		case <-ctx.Done():
+			t.Fatal("no execution recorded")
+		}
+	}
+}
