@@ -50,7 +50,7 @@ type Trigger struct {
 	// (schedules, the API) post their thread ("#ops"; default: the bot's
 	// configured runs channel).
 	Channel string `yaml:"channel"`
-	Pos        Pos            `yaml:"-"`
+	Pos     Pos    `yaml:"-"`
 }
 
 // TriggerCondition restricts a trigger by a field of the alert or of the
