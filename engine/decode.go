@@ -389,6 +389,10 @@ func (p Params) pos(key string, def Pos) Pos {
 	return def
 }
 
+// Pos returns where a top-level param's value is written, or def when the
+// param is not there (drift and other reports point at the exact line).
+func (p Params) Pos(key string, def Pos) Pos { return p.pos(key, def) }
+
 // Get returns one parameter's raw value.
 func (p Params) Get(key string) (any, bool) {
 	v, ok := p.Values[key]
