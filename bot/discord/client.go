@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ type Client struct {
 	wg     sync.WaitGroup
 	acks   []time.Duration
 	ready  chan struct{} // closed once commands are registered
+	work   chan struct{} // slots for the core's work after an ack
 	self   string
 }
 
@@ -58,7 +60,17 @@ func NewClient(p *Platform, b *bot.Bot, opts ClientOptions) *Client {
 	if opts.FormBudget <= 0 {
 		opts.FormBudget = 2 * time.Second
 	}
-	return &Client{p: p, b: b, log: opts.Logger, opts: opts, ready: make(chan struct{})}
+	return &Client{p: p, b: b, log: opts.Logger, opts: opts, ready: make(chan struct{}),
+		work: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
+}
+
+// handle runs the core on an acked interaction. Only a few run at once,
+// so that under a burst the CPU goes to acking the others first (an
+// unacked interaction fails after 3 seconds; an acked one has 15 minutes).
+func (c *Client) handle(ctx context.Context, req bot.Request) bot.Response {
+	c.work <- struct{}{}
+	defer func() { <-c.work }()
+	return c.b.Handle(ctx, req)
 }
 
 // Ready is closed once the gateway is open and /runbook is registered.
@@ -267,7 +279,7 @@ func (c *Client) command(ctx context.Context, i *discordgo.Interaction, user str
 		Data: &discordgo.InteractionResponseData{Flags: discordgo.MessageFlagsEphemeral}}) {
 		return
 	}
-	resp := c.b.Handle(ctx, bot.Request{Platform: Name, User: user, Conversation: i.ChannelID, Line: line})
+	resp := c.handle(ctx, bot.Request{Platform: Name, User: user, Conversation: i.ChannelID, Line: line})
 	if resp.Modal != nil && resp.Reply == nil {
 		m := formFallback(resp.Modal)
 		resp.Reply, resp.Ephemeral = &m, true
@@ -319,7 +331,7 @@ func (c *Client) component(ctx context.Context, i *discordgo.Interaction, user s
 		if !c.respond(ctx, i, recv, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate}) {
 			return
 		}
-		c.followUp(ctx, i, user, c.b.Handle(ctx, req))
+		c.followUp(ctx, i, user, c.handle(ctx, req))
 		return
 	}
 	done := make(chan bot.Response, 1)
@@ -415,7 +427,7 @@ func (c *Client) submit(ctx context.Context, i *discordgo.Interaction, user stri
 	if !c.respond(ctx, i, recv, ack) {
 		return
 	}
-	c.followUp(ctx, i, user, c.b.Handle(ctx, req))
+	c.followUp(ctx, i, user, c.handle(ctx, req))
 }
 
 // onMessage passes messages from webhooks and other bots (alerts) on.

@@ -106,7 +106,11 @@ func New(cfg Config) (*Platform, error) {
 		return nil, fmt.Errorf("discord: %w", err)
 	}
 	lim := newLimits()
-	tr := &transport{next: http.DefaultTransport, lim: lim}
+	// Interactions are answered concurrently: keep enough connections
+	// open that an answer never waits for one (the default keeps two).
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = 64
+	tr := &transport{next: base, lim: lim}
 	web := "https://discord.com/"
 	if cfg.APIURL != "" {
 		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(cfg.APIURL, "/"), "/api/v9"), "/api/v10")
