@@ -15,11 +15,23 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo=sudo
   echo "installing: ${pkgs[*]}"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-  # The packages start system services; the tests start their own.
-  $sudo systemctl stop prometheus prometheus-alertmanager 2>/dev/null || true
-  $sudo pkill -x prometheus 2>/dev/null || true
-  $sudo pkill -f /usr/bin/prometheus-alertmanager 2>/dev/null || true
+  # The tests start their own servers, so the packages must not start
+  # theirs: a policy-rc.d that says "no" (Debian's switch, honoured by
+  # invoke-rc.d and deb-systemd-invoke) keeps every service from starting
+  # during the install. Nothing is stopped or killed afterwards, so no
+  # process this script did not start is touched. An existing policy-rc.d
+  # is left as it is.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# test/run.sh: no service starts while it installs packages\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    trap '$sudo rm -f "$policy"' EXIT # also when the install fails
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+    $sudo rm -f "$policy"
+    trap - EXIT
+  else
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  fi
 fi
 # A real Kubernetes control plane, built once into ~/.cache (10–17 min cold).
 ./test/k8s/build.sh
