@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -49,6 +50,7 @@ type Client struct {
 	acks   []time.Duration
 	ready  chan struct{} // closed once commands are registered
 	work   chan struct{} // slots for the core's work after an ack
+	up     atomic.Bool   // the gateway is connected
 	self   string
 }
 
@@ -75,6 +77,17 @@ func (c *Client) handle(ctx context.Context, req bot.Request) bot.Response {
 
 // Ready is closed once the gateway is open and /runbook is registered.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Connected reports whether the client is ready and its gateway
+// connection is up (discordgo reconnects on its own when it drops).
+func (c *Client) Connected() bool {
+	select {
+	case <-c.ready:
+		return c.up.Load()
+	default:
+		return false
+	}
+}
 
 // AckLatencies returns how long each interaction waited for its first
 // answer, from its arrival to the answer's return.
@@ -113,6 +126,8 @@ func (c *Client) Run(ctx context.Context) error {
 		s.AddHandler(func(_ *discordgo.Session, e *discordgo.InteractionCreate) { c.onInteraction(e) }),
 		s.AddHandler(func(_ *discordgo.Session, e *discordgo.MessageCreate) { c.onMessage(e) }),
 		s.AddHandler(func(_ *discordgo.Session, e *discordgo.GuildCreate) { c.onGuild(e) }),
+		s.AddHandler(func(_ *discordgo.Session, _ *discordgo.Connect) { c.up.Store(true) }),
+		s.AddHandler(func(_ *discordgo.Session, _ *discordgo.Disconnect) { c.up.Store(false) }),
 	}
 	defer func() {
 		for _, r := range removers {

@@ -22,6 +22,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o.api.register(fs)
 	apiAddr := fs.String("api-addr", "", "where the playground serves /api/v1 (default: a free port beside --addr)")
 	addr := fs.String("addr", "127.0.0.1:3000", "where the playground listens")
+	discordAddr := fs.String("discord-addr", "", `where the Discord playground listens (default: the port after --addr; "off": no Discord)`)
 	rbac := fs.Bool("rbac", false, "enforce runbooks/rbac.yaml (the playground's users are not in it)")
 	lf := registerLogFormat(fs)
 	if _, ok := parse(fs, args, stderr); !ok || !lf.apply(&o, stderr, slog.LevelInfo, "dev") {
@@ -49,6 +50,16 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o.botToken, o.appToken, o.apiURL = "xoxb-dev", "xapp-dev", emu.APIURL()
 	o.noRBAC = !*rbac
 	o.approvalChannel = "#incidents"
+	sayDiscord := func(io.Writer) {}
+	if da := devDiscordAddr(*addr, *discordAddr); da != "" {
+		say, stop, err := discordPlayground(da, &o)
+		if err != nil {
+			fmt.Fprintf(stderr, "runbookbot dev: starting the Discord playground on %s: %v (try --discord-addr 127.0.0.1:0, or --discord-addr off)\n", da, err)
+			return exitFailure
+		}
+		defer stop()
+		sayDiscord = say
+	}
 	if !o.api.load(stderr) {
 		return exitUsage
 	}
@@ -65,13 +76,15 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
 		return exitFailure
 	}
+	wait := rb.startRun(ctx) // the Discord playground is connected before the URLs are printed
 	fmt.Fprintf(stdout, "runbookbot playground: %s\n", emu.URL())
 	fmt.Fprintf(stdout, "  health: %shealthz, %sreadyz · metrics: %smetrics\n", emu.URL(), emu.URL(), emu.URL())
 	fmt.Fprintf(stdout, "  users: alice, bob, carol · channels: #ops, #alerts, #incidents · store: %s\n", o.dataDir)
 	fmt.Fprintf(stdout, "  try: /runbook run example-echo service=checkout environment=production (as alice, approve as bob)\n")
 	fmt.Fprintf(stdout, "  alert webhook: %s\n", demo.AlertWebhook)
 	fmt.Fprintf(stdout, "  API: %s · demo token (acts as bob): %s\n", apiURL, demoToken)
-	if err := rb.run(ctx); err != nil {
+	sayDiscord(stdout)
+	if err := wait(); err != nil {
 		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
 		return exitFailure
 	}

@@ -3,11 +3,17 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
+	"time"
 
 	"github.com/runbookbot/runbookbot/bot"
 	discordbot "github.com/runbookbot/runbookbot/bot/discord"
+	discordemu "github.com/runbookbot/runbookbot/bot/discord/emulator"
 	"github.com/runbookbot/runbookbot/commands"
 	"github.com/runbookbot/runbookbot/engine"
 )
@@ -82,4 +88,64 @@ func newDiscordClient(p *discordbot.Platform, b *bot.Bot, eng *engine.Engine, au
 			}
 			return out
 		}})
+}
+
+// discordPlayground starts the Discord emulator for dev on addr, seeds
+// its demo guild (alice, bob, carol; roles oncall and sre; #ops, #alerts,
+// #incidents; an "Alertmanager" webhook into #alerts) and points o at it.
+// It returns what to print once the bot is up, and the emulator's Close.
+func discordPlayground(addr string, o *botOptions) (say func(io.Writer), stop func(), err error) {
+	emu := discordemu.New(discordemu.Options{Addr: addr, Token: "dev-discord-token", GuildName: "runbookbot playground"})
+	if err := emu.Start(); err != nil {
+		return nil, nil, err
+	}
+	demo := emu.SeedDemo()
+	o.discord = discordOptions{token: emu.Token(), apiURL: emu.URL(), approvalChannel: "#incidents", alertPlatform: o.discord.alertPlatform}
+	say = func(w io.Writer) {
+		fmt.Fprintf(w, "discord playground: %s\n", emu.URL())
+		fmt.Fprintf(w, "  try: /runbook run name:example-echo params:\"service=checkout environment=production\" (as alice, approve as bob)\n")
+		fmt.Fprintf(w, "  Alertmanager discord_configs webhook_url: %s\n", demo.AlertWebhook)
+	}
+	return say, func() { _ = emu.Close() }, nil
+}
+
+// devDiscordAddr is where dev's Discord playground listens: as given, none
+// for "off", else the port after the Slack playground's (a free port when
+// that one is).
+func devDiscordAddr(addr, flagValue string) string {
+	switch flagValue {
+	case "off":
+		return ""
+	case "":
+	default:
+		return flagValue
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n == 0 {
+		return net.JoinHostPort(host, "0")
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
+}
+
+// startRun runs the bot's parts in the background and returns once its
+// Discord client (if any) has connected, or within 10 seconds, so that
+// what dev prints next already works; wait returns run's result.
+func (r *runningBot) startRun(ctx context.Context) (wait func() error) {
+	done := make(chan error, 1)
+	go func() { done <- r.run(ctx) }()
+	wait = func() error { return <-done }
+	if r.discord == nil {
+		return wait
+	}
+	select {
+	case <-r.discord.Ready():
+	case err := <-done:
+		return func() error { return err }
+	case <-time.After(10 * time.Second):
+	}
+	return wait
 }
