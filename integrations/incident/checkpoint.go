@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -85,8 +86,9 @@ func (m *MemoryCheckpoints) Save(_ context.Context, data []byte, version uint64)
 
 // FileCheckpoints keeps the checkpoint in a file, replaced atomically
 // (write a temporary file, fsync, rename, fsync the directory). The
-// version is kept in the file, so a second process sharing the file gets
-// ErrConflict instead of overwriting newer progress.
+// version is kept in the file and compared under a lock file, so a second
+// process sharing the file gets ErrConflict instead of overwriting newer
+// progress.
 type FileCheckpoints struct {
 	path string
 	mu   sync.Mutex
@@ -123,10 +125,17 @@ func (f *FileCheckpoints) load() ([]byte, uint64, error) {
 	return d.Data, d.Version, nil
 }
 
-// Save writes the file when the stored version is version.
+// Save writes the file when the stored version is version. The compare
+// and the write happen under an flock(2) of path.lock, so two processes
+// (or two FileCheckpoints) sharing the file take turns.
 func (f *FileCheckpoints) Save(_ context.Context, data []byte, version uint64) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	unlock, err := f.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	_, cur, err := f.load()
 	if err != nil {
 		return 0, err
@@ -163,4 +172,18 @@ func (f *FileCheckpoints) Save(_ context.Context, data []byte, version uint64) (
 		d.Close()
 	}
 	return version + 1, nil
+}
+
+// lock takes an exclusive flock on path.lock (created if missing) and
+// returns its release.
+func (f *FileCheckpoints) lock() (func(), error) {
+	lf, err := os.OpenFile(f.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("incident checkpoint lock: %w", err)
+	}
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("incident checkpoint lock: %w", err)
+	}
+	return func() { lf.Close() }, nil // closing releases the flock
 }

@@ -38,7 +38,8 @@ type Options struct {
 	IntentTTL time.Duration
 	// StartAtHead makes a timeline with no checkpoint yet begin after the
 	// newest event instead of the oldest, so history is not replayed into
-	// incidents; it needs the source to tell its last Pos (LastPos).
+	// incidents. The starting point is saved at once. A source that has a
+	// LastPos method tells it; others are read to the end once.
 	StartAtHead bool
 	Clock       engine.Clock
 	Logger      *slog.Logger
@@ -226,17 +227,40 @@ func (t *Timeline) load(ctx context.Context) error {
 			return fmt.Errorf("the incident checkpoint is damaged: %w", err)
 		}
 	} else if t.o.StartAtHead {
-		if pr, ok := t.o.Source.(posReporter); ok {
-			head, err := pr.LastPos(ctx)
-			if err != nil {
-				return fmt.Errorf("reading the newest event: %w", err)
-			}
-			cp.Cursor = head
+		head, err := t.head(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the newest event: %w", err)
 		}
+		cp.Cursor = head
 	}
 	t.cp, t.version, t.known = cp.clone(), v, true
 	t.cursor.Store(cp.Cursor)
+	if len(data) == 0 && t.o.StartAtHead {
+		// Keep where the timeline began at once: a process that dies before
+		// its first operation must not begin again at a newer head and skip
+		// the events in between.
+		return t.save(ctx, t.cp.clone())
+	}
 	return nil
+}
+
+// head returns the Pos of the newest event: the source's LastPos, or, for
+// a source that cannot tell, by reading to the end once.
+func (t *Timeline) head(ctx context.Context) (uint64, error) {
+	if pr, ok := t.o.Source.(posReporter); ok {
+		return pr.LastPos(ctx)
+	}
+	var pos uint64
+	for {
+		evs, err := t.o.Source.ReadFrom(ctx, pos, t.o.Batch)
+		if err != nil {
+			return 0, err
+		}
+		if len(evs) == 0 {
+			return pos, nil
+		}
+		pos = evs[len(evs)-1].Pos
+	}
 }
 
 // save writes cp with compare-and-set; on conflict the next step rereads.
@@ -262,6 +286,9 @@ func (t *Timeline) step(ctx context.Context) (more bool, wait time.Duration, err
 	defer t.mu.Unlock()
 	if !t.known {
 		if err := t.load(ctx); err != nil {
+			if errors.Is(err, ErrConflict) {
+				return true, 0, nil // another replica saved the first checkpoint
+			}
 			return false, 0, err
 		}
 	}

@@ -311,3 +311,48 @@ func TestRunbooksWithoutAProviderAreLeftAlone(t *testing.T) {
 		t.Errorf("PagerDuty got %v for a runbook configured none", emu.Requests())
 	}
 }
+
+// readOnly hides every method of a store but ReadFrom, like a store that
+// cannot tell its newest Pos (the embedded one).
+type readOnly struct{ st *enginetest.MemStore }
+
+func (r readOnly) ReadFrom(ctx context.Context, after uint64, limit int) ([]engine.Event, error) {
+	return r.st.ReadFrom(ctx, after, limit)
+}
+
+// Turning timelines on does not write history into incidents, and a
+// process that stops before its first operation does not lose the
+// executions that started meanwhile: the starting point is kept at once.
+func TestStartAtHeadSkipsHistoryButNothingAfter(t *testing.T) {
+	for name, src := range map[string]func(*enginetest.MemStore) Source{
+		"LastPos": func(st *enginetest.MemStore) Source { return st },
+		"ReadFrom only": func(st *enginetest.MemStore) Source {
+			return readOnly{st}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			emu, srv := emulator(t)
+			st := enginetest.NewMemStore()
+			for i := range 3 {
+				appendAll(t, st, newExec(fmt.Sprintf("old%d", i), "rb", &engine.TriggerInfo{Type: "manual"}, nil).finish(engine.OutcomeSuccess))
+			}
+			cp := NewFileCheckpoints(filepath.Join(t.TempDir(), "incident.json"))
+			open := func(owner string) *Timeline {
+				tl := NewTimeline(Options{Source: src(st), Checkpoints: cp, StartAtHead: true, Owner: owner, Batch: 2,
+					Providers: map[string]Provider{"pagerduty": NewPagerDuty(pdConfig(srv.URL), nil, nil)},
+					Route:     func(string) string { return "pagerduty" }, Create: true})
+				return tl
+			}
+			drain(t, open("first")) // started, found nothing new, stopped
+			if n := len(emu.Incidents()); n != 0 {
+				t.Fatalf("history written into %d incidents", n)
+			}
+			appendAll(t, st, newExec("new", "rb", &engine.TriggerInfo{Type: "manual"}, nil).finish(engine.OutcomeSuccess))
+			drain(t, open("second"))
+			incs := emu.Incidents()
+			if len(incs) != 1 || incs[0].Key != "runbookbot-new" || len(emu.Notes(incs[0].ID)) != 2 {
+				t.Fatalf("incidents %+v, want the new execution's only, with start and outcome", incs)
+			}
+		})
+	}
+}
