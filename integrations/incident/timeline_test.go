@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/engine/enginetest"
@@ -354,5 +355,39 @@ func TestStartAtHeadSkipsHistoryButNothingAfter(t *testing.T) {
 				t.Fatalf("incidents %+v, want the new execution's only, with start and outcome", incs)
 			}
 		})
+	}
+}
+
+// A replica that dies with an operation in flight leaves it to nobody
+// until IntentTTL has passed; then another replica reconciles it and
+// finishes the timeline without writing anything twice.
+func TestReplicaTakesOverAnOperationInFlightAfterIntentTTL(t *testing.T) {
+	emu, srv := emulator(t)
+	st := enginetest.NewMemStore()
+	appendAll(t, st, newExec("e", "rb", &engine.TriggerInfo{Type: "manual"}, nil).step("one", engine.StepSuccess, "").finish(engine.OutcomeSuccess))
+	clock := enginetest.NewFakeClock(t0)
+	cp := &MemoryCheckpoints{}
+	replica := func(owner string, p Provider) *Timeline {
+		return NewTimeline(Options{Source: st, Checkpoints: cp, Providers: map[string]Provider{"pagerduty": p},
+			Route: func(string) string { return "pagerduty" }, Create: true, Owner: owner, IntentTTL: time.Minute, Clock: clock})
+	}
+	// a dies after its second note reached PagerDuty (attach, start note, step note).
+	a := replica("a", &crashing{Provider: NewPagerDuty(pdConfig(srv.URL), nil, nil), n: 3, after: true})
+	if err := a.Drain(context.Background()); !errors.Is(err, errCrash) {
+		t.Fatalf("replica a: %v, want the crash", err)
+	}
+	b := replica("b", NewPagerDuty(pdConfig(srv.URL), nil, nil))
+	if err := b.Drain(context.Background()); err == nil || !strings.Contains(err.Error(), "in flight") {
+		t.Fatalf("replica b within the TTL: %v, want it to leave a's operation alone", err)
+	}
+	if n := len(emu.Notes(emu.Incidents()[0].ID)); n != 2 {
+		t.Fatalf("%d notes while a's operation is in flight, want 2", n)
+	}
+	clock.Advance(time.Minute)
+	drain(t, b)
+	inc := emu.Incidents()[0]
+	notes := noteTexts(emu, inc.ID)
+	if len(notes) != 3 || inc.Status != "resolved" {
+		t.Fatalf("after the takeover: %s with notes\n%s\nwant resolved with start, step and outcome once each", inc.Status, strings.Join(notes, "\n---\n"))
 	}
 }
