@@ -14,6 +14,7 @@ import (
 
 	discordbot "github.com/runbookbot/runbookbot/bot/discord"
 	discordemu "github.com/runbookbot/runbookbot/bot/discord/emulator"
+	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/engine/enginetest"
 )
@@ -522,5 +523,83 @@ func TestDiscordRestartWhileWaiting(t *testing.T) {
 	}
 	if cards != 1 || parents != 1 {
 		t.Errorf("%d approval cards and %d parents after the restart, want 1 and 1", cards, parents)
+	}
+}
+
+// One process serves Slack and Discord: each execution is shown on the
+// platform it came from, and its approval card goes to that platform's
+// approval channel.
+func TestSlackAndDiscordInOneProcess(t *testing.T) {
+	s := newE2E(t, false)
+	emu := discordemu.New(discordemu.Options{HeartbeatInterval: 2 * time.Second})
+	if err := emu.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	alice, bob := emu.AddUser(discordemu.User{Username: "alice"}), emu.AddUser(discordemu.User{Username: "bob"})
+	ops, incidents := emu.AddChannel("ops"), emu.AddChannel("incidents")
+	s.stop()
+	s.opts.discord = discordOptions{token: emu.Token(), apiURL: emu.URL(), approvalChannel: "#incidents", limits: discordbot.DefaultLimits()}
+	s.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := emu.WaitFor(ctx, func() bool { return len(emu.Commands(emu.GuildID())) > 0 }); err != nil {
+		t.Fatal("/runbook was never registered on Discord")
+	}
+	// From Slack.
+	sParent, sApproval := s.startProduction()
+	// From Discord.
+	parked := s.clock.Timers() // the Slack execution's approval
+	if _, err := emu.RunCommand(alice, ops, `/runbook run name:example-echo params:"service=cart environment=production"`); err != nil {
+		t.Fatal(err)
+	}
+	var dParent, dApproval discordemu.Message
+	if err := emu.WaitFor(ctx, func() bool {
+		for _, m := range emu.Messages(ops) {
+			if strings.Contains(dtext(m), "service=cart") {
+				dParent = m
+			}
+		}
+		return dParent.ID != "" && len(emu.Messages(dParent.ID)) > 0
+	}); err != nil {
+		t.Fatal("the Discord execution never showed on Discord")
+	}
+	s.advance(parked+2, 2*time.Second) // the Discord execution's sleep and step timeout
+	if err := emu.WaitFor(ctx, func() bool {
+		for _, m := range emu.Messages(incidents) {
+			if strings.Contains(dtext(m), "service=cart") && len(dCustomIDs(t, m)) > 0 {
+				dApproval = m
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatal("the Discord execution's approval card never reached Discord's #incidents")
+	}
+	if _, err := emu.ClickButton(bob, dApproval.ID, dButton(t, dApproval, "approval:approve")); err != nil {
+		t.Fatal(err)
+	}
+	s.click("bob", sApproval, "approval:approve")
+	if err := emu.WaitFor(ctx, func() bool {
+		m, _ := emu.Message(dParent.ID)
+		return strings.Contains(dtext(m), "**Succeeded**")
+	}); err != nil {
+		t.Fatal("the Discord execution did not succeed on Discord")
+	}
+	s.message(s.ops, "the Slack execution succeeding on Slack", func(m slackemu.Message) bool {
+		return m.TS == sParent.TS && strings.Contains(body(m), "*Succeeded*")
+	})
+	// Nothing crossed over.
+	for _, m := range s.emu.AllMessages(s.ops) {
+		if strings.Contains(body(m), "service=cart") {
+			t.Errorf("the Discord execution showed on Slack: %s", body(m))
+		}
+	}
+	for _, c := range []string{ops, incidents} {
+		for _, m := range emu.Messages(c) {
+			if strings.Contains(dtext(m), "service=checkout") {
+				t.Errorf("the Slack execution showed on Discord: %s", dtext(m))
+			}
+		}
 	}
 }
