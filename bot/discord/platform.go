@@ -45,6 +45,11 @@ type Config struct {
 	Guilds []string
 	// GlobalCommands registers /runbook globally as well.
 	GlobalCommands bool
+	// NoMessageContent connects without the privileged MESSAGE_CONTENT
+	// intent (Discord closes the gateway with 4014 when it is asked for
+	// but not enabled in the Developer Portal); alerts posted in channels
+	// then arrive blank and are not read.
+	NoMessageContent bool
 	Logger         *slog.Logger
 	// HTTPTimeout bounds one REST call (default 20s).
 	HTTPTimeout time.Duration
@@ -128,7 +133,10 @@ func New(cfg Config) (*Platform, error) {
 	s.MaxRestRetries = 2
 	s.LogLevel = discordgo.LogWarning
 	s.SyncEvents = true // handlers spawn their own (owned) goroutines
-	s.Identify.Intents = discordgo.IntentsGuilds | discordgo.IntentsGuildMessages | discordgo.IntentsDirectMessages | discordgo.IntentMessageContent
+	s.Identify.Intents = discordgo.IntentsGuilds | discordgo.IntentsGuildMessages | discordgo.IntentsDirectMessages
+	if !cfg.NoMessageContent {
+		s.Identify.Intents |= discordgo.IntentMessageContent
+	}
 	return &Platform{s: s, lim: lim, log: cfg.Logger, web: web, cfg: cfg, start: time.Now(),
 		names: map[string]string{}, chans: map[string]chanInfo{}, threads: map[string]bool{}, titles: map[string]string{},
 		tokens: map[string]tokenRef{}, dms: map[string]string{}}, nil

@@ -27,6 +27,7 @@ type discordOptions struct {
 	approvalChannel string
 	globalCommands  bool
 	alertPlatform   string
+	noContent       bool
 	limits          bot.Limits
 }
 
@@ -37,6 +38,7 @@ func (d *discordOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.guilds, "discord-guilds", os.Getenv("DISCORD_GUILD_IDS"), "Discord guild ids to serve and register /runbook in, comma-separated (default: every guild the bot is in)")
 	fs.StringVar(&d.approvalChannel, "discord-approval-channel", envOr("DISCORD_APPROVAL_CHANNEL", "#incidents"), "Discord channel for approval requests")
 	fs.StringVar(&d.alertPlatform, "alert-platform", os.Getenv("RUNBOOKBOT_ALERT_PLATFORM"), "where the Alertmanager receiver opens alert threads: slack or discord (default: Slack when configured)")
+	fs.BoolVar(&d.noContent, "discord-no-message-content", os.Getenv("DISCORD_MESSAGE_CONTENT") == "false", "connect without the MESSAGE_CONTENT intent (alerts posted in Discord channels are then not read)")
 	fs.BoolVar(&d.globalCommands, "discord-global-commands", os.Getenv("DISCORD_GLOBAL_COMMANDS") == "true", "also register /runbook globally")
 }
 
@@ -50,7 +52,7 @@ func (o botOptions) slackEnabled() bool { return o.botToken != "" || o.appToken 
 // connected.
 func startDiscord(ctx context.Context, d discordOptions, log *slog.Logger) (*discordbot.Platform, error) {
 	p, err := discordbot.New(discordbot.Config{Token: d.token, APIURL: d.apiURL, Guilds: splitList(d.guilds),
-		GlobalCommands: d.globalCommands, Logger: log})
+		GlobalCommands: d.globalCommands, NoMessageContent: d.noContent, Logger: log})
 	if err != nil {
 		return nil, err
 	}
