@@ -20,30 +20,32 @@ var secretParams = []string{"secret", "secretName"}
 
 // step checks what one step names, with one binding.
 func (r *run) step(ctx context.Context, st *engine.Step, b binding) {
-	pos := st.Pos.Of("params")
+	params := st.Pos.Of("params")
+	// at is the line of the parameter a finding is about.
+	at := func(key string) engine.Pos { return st.Params.Pos(key, params) }
 	switch st.Type {
 	case "kubernetes":
 		kctx, _ := r.value(st, "kubeContext", b)
 		ns, nsOK := r.value(st, "namespace", b)
 		if !nsOK {
 			if _, present := st.Params.Values["namespace"]; present {
-				r.unchecked(pos, KindNamespace, "namespace needs values known only when the runbook runs")
+				r.unchecked(at("namespace"), KindNamespace, "namespace needs values known only when the runbook runs")
 			}
 			return
 		}
-		if !r.exists(ctx, pos, kctx, KindNamespace, "", ns, b, fmt.Sprintf("namespace %q", ns)) {
+		if !r.exists(ctx, at("namespace"), kctx, KindNamespace, "", ns, b, fmt.Sprintf("namespace %q", ns)) {
 			return // nothing in it can exist
 		}
 		if kubeActions[st.Action] {
 			if dep, ok := r.value(st, "deployment", b); ok {
-				r.exists(ctx, pos, kctx, KindDeployment, ns, dep, b, fmt.Sprintf("deployment %q in namespace %q", dep, ns))
+				r.exists(ctx, at("deployment"), kctx, KindDeployment, ns, dep, b, fmt.Sprintf("deployment %q in namespace %q", dep, ns))
 			} else if _, present := st.Params.Values["deployment"]; present {
-				r.unchecked(pos, KindDeployment, "deployment needs values known only when the runbook runs")
+				r.unchecked(at("deployment"), KindDeployment, "deployment needs values known only when the runbook runs")
 			}
 		}
 		for _, k := range secretParams {
 			if name, ok := r.value(st, k, b); ok {
-				r.exists(ctx, pos, kctx, KindSecret, ns, name, b, fmt.Sprintf("secret %q in namespace %q", name, ns))
+				r.exists(ctx, at(k), kctx, KindSecret, ns, name, b, fmt.Sprintf("secret %q in namespace %q", name, ns))
 			}
 		}
 	case "http":
@@ -52,12 +54,12 @@ func (r *run) step(ctx context.Context, st *engine.Step, b binding) {
 		}
 		u, ok := r.value(st, "url", b)
 		if !ok {
-			r.unchecked(pos, KindHTTP, "url needs values known only when the runbook runs")
+			r.unchecked(at("url"), KindHTTP, "url needs values known only when the runbook runs")
 			break
 		}
-		r.probe(ctx, pos, u, b)
+		r.probe(ctx, at("url"), u, b)
 	}
-	r.secretRefs(ctx, st, pos)
+	r.secretRefs(ctx, st, at)
 }
 
 // exists checks one object and reports it when missing; it returns whether
@@ -137,9 +139,9 @@ func (r *run) conditions(ctx context.Context, b binding) {
 				uses = append(uses, use{st.RequiresApproval.Pos, c})
 			}
 		}
-		for _, v := range st.Params.Values {
+		for k, v := range st.Params.Values {
 			if s, ok := v.(string); ok {
-				uses = append(uses, use{st.Pos.Of("params"), s})
+				uses = append(uses, use{st.Params.Pos(k, st.Pos.Of("params")), s})
 			}
 		}
 	}
@@ -167,13 +169,15 @@ func (r *run) conditions(ctx context.Context, b binding) {
 	}
 }
 
-// secretRefs checks the Kubernetes Secrets behind secrets.NAME references.
-func (r *run) secretRefs(ctx context.Context, st *engine.Step, pos engine.Pos) {
+// secretRefs checks the Kubernetes Secrets behind secrets.NAME references;
+// at gives the line of a parameter.
+func (r *run) secretRefs(ctx context.Context, st *engine.Step, at func(key string) engine.Pos) {
 	sc := r.cat.Secrets
 	if sc == nil {
 		return
 	}
-	for _, v := range st.Params.Values {
+	for key, v := range st.Params.Values {
+		pos := at(key)
 		s := engine.Stringify(v)
 		for _, m := range secretRef.FindAllStringSubmatch(s, -1) {
 			for _, sm := range sc.Secrets.Mappings {

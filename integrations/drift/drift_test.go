@@ -158,7 +158,7 @@ func TestFindingsNameFileAndLine(t *testing.T) {
 		got = append(got, filepath.Base(f.File)+":"+strconv.Itoa(f.Line)+" "+string(f.Kind)+" "+f.Message)
 	}
 	want := []string{
-		`web.yaml:23 deployment deployment "web" in namespace "shop" does not exist`,
+		`web.yaml:24 deployment deployment "web" in namespace "shop" does not exist`,
 		`web.yaml:30 http health endpoint ` + down.URL + `/healthz answers 503`,
 		`web.yaml:40 metric metric errorRate: its query returns no series`,
 		`web.yaml:58 approver approver team "ghost-team": no group in `,
@@ -178,7 +178,7 @@ func TestFindingsNameFileAndLine(t *testing.T) {
 	// and said so; the POST is never sent.
 	found := false
 	for _, u := range rep.Unchecked {
-		if u.Kind == KindDeployment && u.Line == 46 {
+		if u.Kind == KindDeployment && u.Line == 47 {
 			found = true
 		}
 	}

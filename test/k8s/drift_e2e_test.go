@@ -69,9 +69,9 @@ func TestDriftFollowsTheCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := check()
-	if len(f) != 1 || f[0].Kind != drift.KindDeployment || f[0].File != file || f[0].Line != 15 ||
+	if len(f) != 1 || f[0].Kind != drift.KindDeployment || f[0].File != file || f[0].Line != 16 ||
 		!strings.Contains(f[0].Message, `deployment "checkout" in namespace "drift-shop" does not exist`) {
-		t.Fatalf("after the delete: %v, want the deployment at %s:15", f, file)
+		t.Fatalf("after the delete: %v, want the deployment at %s:16 (its deployment parameter)", f, file)
 	}
 	if _, err := cs.AppsV1().Deployments("drift-shop").Create(ctx, deployment("drift-shop", "checkout", 1), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
