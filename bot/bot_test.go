@@ -253,6 +253,11 @@ func TestRunIsPersistedBeforeTheAnswer(t *testing.T) {
 		t.Fatalf("history after the answer = %v, %v; want the execution recorded", rows, err)
 	}
 	id := rows[0].ExecutionID
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := h.eng.Wait(ctx, id); err != nil {
+		t.Fatal(err)
+	}
 	h.flush()
 	parent, _, n := h.p.byKey(parentKey(id))
 	// Users are spelled as rbac.yaml spells them (commands.UserID).

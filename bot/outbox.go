@@ -47,18 +47,23 @@ func newBucket(burst int, every time.Duration) *bucket {
 }
 
 // ready returns 0 when a token can be taken now, else how long to wait.
-func (b *bucket) ready(now time.Time) time.Duration {
+func (b *bucket) ready(now time.Time) time.Duration { return b.readyKeeping(now, 0) }
+
+// readyKeeping is ready for a send that must leave keep tokens in the
+// bucket (for more urgent sends).
+func (b *bucket) readyKeeping(now time.Time, keep float64) time.Duration {
 	if now.Before(b.until) {
 		return b.until.Sub(now)
 	}
 	if b.every > 0 {
-		b.tokens = min(b.burst, b.tokens+float64(now.Sub(b.last))/float64(b.every))
+		b.tokens = min(b.burst, b.tokens+max(0, float64(now.Sub(b.last)))/float64(b.every))
 	}
 	b.last = now
-	if b.tokens >= 1 || b.every <= 0 {
+	keep = min(keep, b.burst-1)
+	if b.tokens >= 1+keep || b.every <= 0 {
 		return 0
 	}
-	return time.Duration((1 - b.tokens) * float64(b.every))
+	return time.Duration((1 + keep - b.tokens) * float64(b.every))
 }
 
 func (b *bucket) take() {
@@ -261,7 +266,7 @@ func (o *outbox) next(now time.Time) (it *item, do func(context.Context) error, 
 			sk := c.skip
 			return c, func(ctx context.Context) error { sk(ctx); return nil }, true, 0
 		}
-		if d := o.bucketLocked(c).ready(now); d > 0 {
+		if d := o.bucketLocked(c).readyKeeping(now, o.reserve(c)); d > 0 {
 			if wait < 0 || d < wait {
 				wait = d
 			}
@@ -290,6 +295,16 @@ func (o *outbox) next(now time.Time) (it *item, do func(context.Context) error, 
 		}
 	}
 	return nil, nil, false, wait
+}
+
+// reserve is how many of a conversation's post tokens a send must leave
+// for urgent ones: a new execution's parent, an approval card or a final
+// state then never waits behind a step reply that took the last token.
+func (o *outbox) reserve(it *item) float64 {
+	if it.kind == kindPost && it.prio != prioUrgent {
+		return 1
+	}
+	return 0
 }
 
 // run sends until ctx ends.

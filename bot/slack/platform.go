@@ -35,11 +35,12 @@ func (p *Platform) Name() string { return Name }
 // Name is Slack's name in execution triggers.
 const Name = "slack"
 
-// DefaultLimits stay a little under Slack's: chat.postMessage about one per
-// second per channel with short bursts, chat.update Tier 3 (about 50 per
-// minute per workspace).
+// DefaultLimits are Slack's: chat.postMessage one per second per channel
+// with short bursts (the bot keeps one burst token less than Slack allows,
+// so network jitter never makes Slack count a post early), chat.update
+// Tier 3 (50 per minute per workspace, kept a little under).
 func DefaultLimits() bot.Limits {
-	return bot.Limits{PostBurst: 3, PostEvery: 1100 * time.Millisecond, UpdateBurst: 10, UpdateEvery: 1300 * time.Millisecond, StepPatience: 5 * time.Second}
+	return bot.Limits{PostBurst: 4, PostEvery: time.Second, UpdateBurst: 10, UpdateEvery: 1300 * time.Millisecond, StepPatience: 5 * time.Second}
 }
 
 // Limits implements bot.Platform.
