@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -176,15 +177,20 @@ func (p *Platform) RESTCalls() (calls, rateLimited int64) {
 	return p.lim.calls.Load(), p.lim.hits.Load()
 }
 
-// redact keeps the token out of errors (discordgo's errors quote request
-// URLs, which carry interaction and webhook tokens).
+// tokenish matches what could be a token in text: long runs of token
+// characters (ids are at most 20 digits).
+var tokenish = regexp.MustCompile(`[A-Za-z0-9_\-.]{24,}`)
+
+// redact keeps tokens out of errors: discordgo's errors quote request URLs
+// (which carry interaction and webhook tokens) and response bodies; only
+// Discord's error code and a scrubbed message are kept.
 func redact(err error) error {
 	if err == nil {
 		return nil
 	}
 	var re *discordgo.RESTError
 	if errors.As(err, &re) && re.Message != nil {
-		return fmt.Errorf("discord API error %d: %s", re.Message.Code, re.Message.Message)
+		return fmt.Errorf("discord API error %d: %s", re.Message.Code, tokenish.ReplaceAllString(re.Message.Message, "…"))
 	}
 	if errors.As(err, &re) && re.Response != nil {
 		return fmt.Errorf("discord API: HTTP %d", re.Response.StatusCode)
