@@ -88,10 +88,12 @@ func rolloutUndo(ctx context.Context, k *Integration, cl Cluster, c *engine.Call
 		return engine.Result{}, fmt.Errorf("param toRevision: %d is not a revision", to)
 	}
 	// A concurrent change makes the update conflict; start over from a
-	// fresh read (no waiting needed: the conflict means a newer version).
+	// fresh read (no waiting needed: the conflict means a newer version; the
+	// controller may write the status several times in a row right after a
+	// scale, hence ten tries).
 	for attempt := 1; ; attempt++ {
 		res, err := undoOnce(ctx, k, cl, ns, name, to)
-		if err == nil || !apierrors.IsConflict(err) || attempt == 3 {
+		if err == nil || !apierrors.IsConflict(err) || attempt == 10 {
 			return res, err
 		}
 	}
