@@ -21,6 +21,9 @@ func TestWriteFailureIsSticky(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir)
 	mustAppend(t, s, ev("a", 1, engine.EventExecutionStarted), ev("a", 2, engine.EventStepStarted))
+	if err := s.Writable(context.Background()); err != nil {
+		t.Fatalf("Writable on a healthy store: %v", err)
+	}
 
 	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 	if err != nil {
@@ -35,6 +38,10 @@ func TestWriteFailureIsSticky(t *testing.T) {
 	err = s.Append(ctx, ev("a", 3, engine.EventStepFinished))
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "read-only until reopened") {
 		t.Fatalf("Append on a full disk: %v", err)
+	}
+	// Readiness sees it.
+	if werr := s.Writable(ctx); !errors.Is(werr, syscall.ENOSPC) {
+		t.Errorf("Writable after the failure = %v, want the write error", werr)
 	}
 	// Sticky: even a valid Append for another execution is refused.
 	if err2 := s.Append(ctx, ev("b", 1, engine.EventExecutionStarted)); !errors.Is(err2, syscall.ENOSPC) {

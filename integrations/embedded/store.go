@@ -33,6 +33,7 @@
 package embedded
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,9 @@ type Store struct {
 	nextPos uint64 // Pos of the next event to write
 	failed  error  // sticky write/sync error: the store refuses new Appends
 	buf     []byte // reused batch buffer
+
+	// broken mirrors failed for other goroutines (Writable).
+	broken atomic.Pointer[error]
 
 	syncs     atomic.Uint64 // fsyncs of batches, for Stats
 	tornBytes int64         // bytes dropped by recovery in Open
@@ -352,6 +356,24 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("embedded: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Writable reports whether the store takes new events: nil, or why not
+// (opened read-only, closed, or a failed write or fsync made it refuse
+// Appends until it is reopened). Readiness checks use it.
+func (s *Store) Writable(context.Context) error {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	switch {
+	case s.readOnly:
+		return errors.New("the embedded store is open read-only")
+	case s.closed:
+		return errors.New("the embedded store is closed")
+	}
+	if err := s.broken.Load(); err != nil {
+		return *err
 	}
 	return nil
 }

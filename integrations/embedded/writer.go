@@ -187,6 +187,7 @@ func (s *Store) commit(batch []*request) {
 
 	if err := s.writeAndSync(buf, start); err != nil {
 		s.failed = err
+		s.broken.Store(&err)
 		for _, r := range accepted {
 			r.done <- err
 		}
