@@ -53,6 +53,16 @@ func (b *Bot) Handle(ctx context.Context, req Request) Response {
 	return b.command(ctx, req, req.Line)
 }
 
+// AnswerInAck reports whether a typed command line must be handled before
+// its platform acknowledges it: a run, so that an acknowledged command is
+// never lost (the start is persisted first) and its problems are answered
+// in the acknowledgement itself. Everything else is acknowledged at once and
+// answered after.
+func AnswerInAck(line string) bool {
+	f := strings.Fields(line)
+	return len(f) > 0 && strings.EqualFold(f[0], string(commands.VerbRun))
+}
+
 // CheckForm validates a submitted form without side effects (platforms
 // answer field errors in the form itself, before anything else).
 func CheckForm(req Request) map[string]string {
@@ -85,46 +95,6 @@ func (b *Bot) submit(ctx context.Context, req Request) Response {
 
 // command runs a command line, typed or carried by a button.
 func (b *Bot) command(ctx context.Context, req Request, line string) Response {
-	words := strings.Fields(line)
-	if len(words) > 0 {
-		switch strings.ToLower(words[0]) {
-		case "bypass":
-			if len(words) < 2 {
-				return reply(R(Sym(StatusQuestion), Txt(" which approval? "), Code("/runbook bypass APPROVAL_ID justification ...")))
-			}
-			return b.decide(ctx, req, words[1], engine.DecisionBypass, "bypass", strings.Join(words[2:], " "))
-		case "status":
-			if len(words) == 1 {
-				if r, ok := b.allowed(ctx, req.User, commands.PermStatus, "read executions"); !ok {
-					return r
-				}
-				return b.active(ctx)
-			}
-		case "approve", "reject":
-			// A button's custom value rides on the line as --choice=.
-			choice := ""
-			kept := words[:0:0]
-			for _, w := range words {
-				if strings.HasPrefix(w, choiceFlag) && choice == "" {
-					choice = strings.TrimPrefix(w, choiceFlag)
-					continue
-				}
-				kept = append(kept, w)
-			}
-			if choice != "" {
-				line = strings.Join(kept, " ")
-				cmd, err := commands.Parse(line)
-				if err != nil {
-					return usage(err)
-				}
-				verb := engine.DecisionApprove
-				if cmd.Verb == commands.VerbReject {
-					verb = engine.DecisionReject
-				}
-				return b.decide(ctx, req, cmd.Target, verb, choice, cmd.Text)
-			}
-		}
-	}
 	cmd, err := commands.Parse(line)
 	if err != nil {
 		return usage(err)
@@ -156,6 +126,9 @@ func (b *Bot) command(ctx context.Context, req Request, line string) Response {
 		if r, ok := b.allowed(ctx, req.User, commands.PermStatus, "read executions"); !ok {
 			return r
 		}
+		if cmd.Target == "" {
+			return b.active(ctx)
+		}
 		return b.status(ctx, cmd.Target)
 	case commands.VerbCancel:
 		return b.cancelExec(ctx, req.User, cmd.Target)
@@ -165,14 +138,24 @@ func (b *Bot) command(ctx context.Context, req Request, line string) Response {
 		}
 		return b.history(ctx, cmd)
 	case commands.VerbApprove:
-		return b.decide(ctx, req, cmd.Target, engine.DecisionApprove, "approve", "")
+		return b.decide(ctx, req, cmd.Target, engine.DecisionApprove, choice(cmd.Choice, "approve"), "")
 	case commands.VerbReject:
-		return b.decide(ctx, req, cmd.Target, engine.DecisionReject, "reject", cmd.Text)
+		return b.decide(ctx, req, cmd.Target, engine.DecisionReject, choice(cmd.Choice, "reject"), cmd.Text)
+	case commands.VerbBypass:
+		return b.decide(ctx, req, cmd.Target, engine.DecisionBypass, "bypass", cmd.Text)
 	}
 	return Response{Reply: ptr(HelpMessage()), Ephemeral: true}
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// choice is a custom button's value, else the verb's own.
+func choice(custom, verb string) string {
+	if custom != "" {
+		return custom
+	}
+	return verb
+}
 
 func usage(err error) Response {
 	var ue *commands.UsageError

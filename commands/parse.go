@@ -26,6 +26,7 @@ const (
 	VerbHelp     Verb = "help"
 	VerbApprove  Verb = "approve"
 	VerbReject   Verb = "reject"
+	VerbBypass   Verb = "bypass"
 )
 
 // Command is a parsed /runbook command line.
@@ -34,7 +35,10 @@ type Command struct {
 	Target string            // runbook name, execution id or approval id
 	Params map[string]string // k=v pairs
 	Flags  map[string]string // --flag value
-	Text   string            // free text (reject comment)
+	Text   string            // free text (reject comment, bypass justification)
+	// Choice is the value of a custom approve or reject button
+	// (--choice=VALUE), "" for the plain verb.
+	Choice string
 }
 
 // UsageError is a command line that does not parse; Usage is shown back.
@@ -50,7 +54,8 @@ const Usage = "*Usage:* `/runbook <command>`\n" +
 	"• `run NAME key=value ...` start a runbook (quote values with spaces: `message=\"two words\"`)\n" +
 	"• `dry-run NAME key=value ...` show what it would do\n" +
 	"• `list` the runbooks · `describe NAME` its parameters and steps\n" +
-	"• `status ID` · `cancel ID`\n" +
+	"• `status [ID]` · `cancel ID`\n" +
+	"• `approve ID` · `reject ID reason ...` · `bypass ID justification ...`\n" +
 	"• `history [RUNBOOK] [--outcome success|failure|partial|rollback|aborted] [--since 24h] [--limit 10]`\n" +
 	"• `help`"
 
@@ -58,12 +63,16 @@ var verbUsage = map[Verb]string{
 	VerbRun:      "`/runbook run NAME key=value ...`",
 	VerbDryRun:   "`/runbook dry-run NAME key=value ...`",
 	VerbDescribe: "`/runbook describe NAME`",
-	VerbStatus:   "`/runbook status EXECUTION_ID`",
+	VerbStatus:   "`/runbook status [EXECUTION_ID]`",
 	VerbCancel:   "`/runbook cancel EXECUTION_ID`",
 	VerbHistory:  "`/runbook history [RUNBOOK] [--outcome O] [--since 24h] [--limit N]`",
 	VerbApprove:  "`/runbook approve APPROVAL_ID`",
 	VerbReject:   "`/runbook reject APPROVAL_ID reason ...`",
+	VerbBypass:   "`/runbook bypass APPROVAL_ID justification ...`",
 }
+
+// choiceFlag carries a custom button's value on an approve or reject line.
+const choiceFlag = "--choice="
 
 var historyFlags = map[string]bool{"outcome": true, "since": true, "limit": true, "trigger": true, "requester": true}
 
@@ -102,16 +111,43 @@ func Parse(text string) (Command, error) {
 			}
 			c.Params[k] = v
 		}
-	case VerbDescribe, VerbStatus, VerbCancel, VerbApprove:
-		if len(args) != 1 {
-			return c, &UsageError{Problem: fmt.Sprintf("`%s` takes exactly one argument", c.Verb), Usage: verbUsage[c.Verb]}
+	case VerbStatus:
+		// No argument: the active executions.
+		if len(args) > 1 {
+			return c, &UsageError{Problem: "`status` takes at most one argument", Usage: verbUsage[c.Verb]}
 		}
-		c.Target = args[0]
-	case VerbReject:
+		if len(args) == 1 {
+			c.Target = args[0]
+		}
+	case VerbApprove, VerbReject:
+		kept := args[:0:0]
+		for _, a := range args {
+			if v, ok := strings.CutPrefix(a, choiceFlag); ok && c.Choice == "" && len(kept) > 0 {
+				if v == "" {
+					return c, &UsageError{Problem: "`--choice=` needs a value", Usage: verbUsage[c.Verb]}
+				}
+				c.Choice = v
+				continue
+			}
+			kept = append(kept, a)
+		}
+		if len(kept) == 0 {
+			return c, &UsageError{Problem: "which approval?", Usage: verbUsage[c.Verb]}
+		}
+		if c.Verb == VerbApprove && len(kept) != 1 {
+			return c, &UsageError{Problem: "`approve` takes exactly one approval id", Usage: verbUsage[c.Verb]}
+		}
+		c.Target, c.Text = kept[0], strings.Join(kept[1:], " ")
+	case VerbBypass:
 		if len(args) == 0 {
 			return c, &UsageError{Problem: "which approval?", Usage: verbUsage[c.Verb]}
 		}
 		c.Target, c.Text = args[0], strings.Join(args[1:], " ")
+	case VerbDescribe, VerbCancel:
+		if len(args) != 1 {
+			return c, &UsageError{Problem: fmt.Sprintf("`%s` takes exactly one argument", c.Verb), Usage: verbUsage[c.Verb]}
+		}
+		c.Target = args[0]
 	case VerbHistory:
 		for i := 0; i < len(args); i++ {
 			a := args[i]

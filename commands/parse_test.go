@@ -24,6 +24,16 @@ func TestParse(t *testing.T) {
 		{"reject with reason", `reject abc.123 check the logs first`,
 			Command{Verb: VerbReject, Target: "abc.123", Text: "check the logs first", Params: map[string]string{}, Flags: map[string]string{}}},
 		{"empty is help", ``, Command{Verb: VerbHelp}},
+		{"status alone lists the active", `status`, Command{Verb: VerbStatus, Params: map[string]string{}, Flags: map[string]string{}}},
+		{"status by prefix", `status 3f2a`, Command{Verb: VerbStatus, Target: "3f2a", Params: map[string]string{}, Flags: map[string]string{}}},
+		{"bypass with justification", `bypass abc.1 prod is down, no approver awake`,
+			Command{Verb: VerbBypass, Target: "abc.1", Text: "prod is down, no approver awake", Params: map[string]string{}, Flags: map[string]string{}}},
+		{"custom approve button", `approve abc.1 --choice=approve-canary`,
+			Command{Verb: VerbApprove, Target: "abc.1", Choice: "approve-canary", Params: map[string]string{}, Flags: map[string]string{}}},
+		{"custom reject button with its form's comment", `reject abc.1 --choice=wrong-service not this one`,
+			Command{Verb: VerbReject, Target: "abc.1", Choice: "wrong-service", Text: "not this one", Params: map[string]string{}, Flags: map[string]string{}}},
+		{"a second --choice is comment text", `reject abc.1 --choice=a --choice=b`,
+			Command{Verb: VerbReject, Target: "abc.1", Choice: "a", Text: "--choice=b", Params: map[string]string{}, Flags: map[string]string{}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,7 +49,8 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseErrorsCarryUsage(t *testing.T) {
-	for _, in := range []string{`run`, `run a=1`, `run x novalue`, `run x a=1 a=2`, `status`, `status a b`, `history --colour red`,
+	for _, in := range []string{`run`, `run a=1`, `run x novalue`, `run x a=1 a=2`, `status a b`, `bypass`, `approve`, `approve a b`,
+		`approve a --choice=`, `reject`, `history --colour red`,
 		`history --limit 0`, `history --since`, `frobnicate`, `run x message="unclosed`, `list extra`} {
 		_, err := Parse(in)
 		var ue *UsageError

@@ -35,10 +35,10 @@ const AckBudget = 1500 * time.Millisecond
 // maxAck is the largest ack slack-go sends (Slack drops bigger frames).
 const maxAck = 19 * 1024
 
-// Client is a Socket Mode connection feeding a Bot. Every envelope is
-// handled in its own goroutine, so no envelope waits for another, and
-// nothing but the handler's own answer (a slash command's) comes before
-// its ack.
+// Client is a Socket Mode connection feeding a Bot. Envelopes are acked as
+// they are read, before their handlers start (a run's is acked once its
+// start is persisted), and every envelope is handled in its own goroutine,
+// so no envelope waits for another.
 type Client struct {
 	selfBotID string
 	api       *slack.Client
@@ -159,8 +159,13 @@ func (c *Client) dispatch(ctx context.Context, evt socketmode.Event) {
 		// hello carries no envelope id: nothing to ack.
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := evt.Data.(slack.SlashCommand)
-		if !ok {
+		if !ok || !bot.AnswerInAck(cmd.Text) {
+			// Acked here, before any handler is started: nothing but
+			// reading the envelope comes before its ack.
 			c.ack(evt.Request, start, nil)
+			if ok {
+				c.spawn(func() { c.answer(hctx, cmd) })
+			}
 			return
 		}
 		c.spawn(func() { c.slash(hctx, evt.Request, cmd, start) })
@@ -170,7 +175,7 @@ func (c *Client) dispatch(ctx context.Context, evt socketmode.Event) {
 			c.ack(evt.Request, start, nil)
 			return
 		}
-		c.spawn(func() { c.interactive(hctx, evt.Request, cb, start) })
+		c.interactive(hctx, evt.Request, cb, start)
 	case socketmode.EventTypeEventsAPI:
 		c.ack(evt.Request, start, nil)
 		if ev, ok := evt.Data.(slackevents.EventsAPIEvent); ok {
@@ -183,9 +188,17 @@ func (c *Client) dispatch(ctx context.Context, evt socketmode.Event) {
 	}
 }
 
-// slash answers a slash command: the handler's answer rides in the ack
-// when it is ready within AckBudget (a run is persisted before it is
-// acked), else the ack goes alone and the answer follows on response_url.
+// answer handles a slash command that was acked already and delivers the
+// answer (response_url, a form, or a whisper).
+func (c *Client) answer(ctx context.Context, cmd slack.SlashCommand) {
+	req := bot.Request{Platform: Name, User: cmd.UserID, Conversation: cmd.ChannelID, Line: cmd.Text}
+	c.deliver(ctx, c.bot.Handle(ctx, req), cmd.ResponseURL, cmd.TriggerID, cmd.ChannelID, cmd.UserID)
+}
+
+// slash answers a run: it is handled first (its start is persisted before
+// the ack) and its answer rides in the ack when it is ready within
+// AckBudget, else the ack goes alone and the answer follows on
+// response_url. Other commands are acked at once (see dispatch).
 func (c *Client) slash(ctx context.Context, env *socketmode.Request, cmd slack.SlashCommand, start time.Time) {
 	req := bot.Request{Platform: Name, User: cmd.UserID, Conversation: cmd.ChannelID, Line: cmd.Text}
 	done := make(chan bot.Response, 1)
@@ -276,14 +289,16 @@ func (c *Client) interactive(ctx context.Context, env *socketmode.Request, cb sl
 	switch cb.Type {
 	case slack.InteractionTypeBlockActions:
 		c.ack(env, start, nil)
-		for _, a := range cb.ActionCallback.BlockActions {
-			req := bot.Request{Platform: Name, User: cb.User.ID, Conversation: cb.Channel.ID, Thread: cb.Container.ThreadTs,
-				Line: a.Value, Button: a.ActionID}
-			if req.Thread == "" {
-				req.Thread = cb.Container.MessageTs
+		c.spawn(func() {
+			for _, a := range cb.ActionCallback.BlockActions {
+				req := bot.Request{Platform: Name, User: cb.User.ID, Conversation: cb.Channel.ID, Thread: cb.Container.ThreadTs,
+					Line: a.Value, Button: a.ActionID}
+				if req.Thread == "" {
+					req.Thread = cb.Container.MessageTs
+				}
+				c.deliver(ctx, c.bot.Handle(ctx, req), cb.ResponseURL, cb.TriggerID, cb.Channel.ID, cb.User.ID)
 			}
-			c.deliver(ctx, c.bot.Handle(ctx, req), cb.ResponseURL, cb.TriggerID, cb.Channel.ID, cb.User.ID)
-		}
+		})
 	case slack.InteractionTypeViewSubmission:
 		var meta modalMeta
 		_ = json.Unmarshal([]byte(cb.View.PrivateMetadata), &meta)
@@ -305,7 +320,7 @@ func (c *Client) interactive(ctx context.Context, env *socketmode.Request, cb sl
 		if ch == "" {
 			ch = cb.User.ID
 		}
-		c.deliver(ctx, c.bot.Handle(ctx, req), "", "", ch, cb.User.ID)
+		c.spawn(func() { c.deliver(ctx, c.bot.Handle(ctx, req), "", "", ch, cb.User.ID) })
 	default:
 		c.ack(env, start, nil)
 	}
