@@ -51,7 +51,7 @@ type Config struct {
 	// but not enabled in the Developer Portal); alerts posted in channels
 	// then arrive blank and are not read.
 	NoMessageContent bool
-	Logger         *slog.Logger
+	Logger           *slog.Logger
 	// HTTPTimeout bounds one REST call (default 20s).
 	HTTPTimeout time.Duration
 }
