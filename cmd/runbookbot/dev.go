@@ -76,6 +76,11 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
 		return exitFailure
 	}
+	incidentsURL, err := rb.devIncidents(devAPIAddr(*addr, ""), o.logger) // a local PagerDuty the timelines go to
+	if err != nil {
+		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
+		return exitFailure
+	}
 	wait := rb.startRun(ctx) // the Discord playground is connected before the URLs are printed
 	fmt.Fprintf(stdout, "runbookbot playground: %s\n", emu.URL())
 	fmt.Fprintf(stdout, "  health: %shealthz, %sreadyz · metrics: %smetrics\n", emu.URL(), emu.URL(), emu.URL())
@@ -83,6 +88,9 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "  try: /runbook run example-echo service=checkout environment=production (as alice, approve as bob)\n")
 	fmt.Fprintf(stdout, "  alert webhook: %s\n", demo.AlertWebhook)
 	fmt.Fprintf(stdout, "  API: %s · demo token (acts as bob): %s\n", apiURL, demoToken)
+	if incidentsURL != "" {
+		fmt.Fprintf(stdout, "  incidents (PagerDuty emulator): %s\n", incidentsURL)
+	}
 	sayDiscord(stdout)
 	if err := wait(); err != nil {
 		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -14,15 +17,14 @@ import (
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/integrations/embedded"
 	"github.com/runbookbot/runbookbot/integrations/incident"
+	"github.com/runbookbot/runbookbot/integrations/incident/pdemu"
 	"github.com/runbookbot/runbookbot/integrations/metrics"
 	"github.com/runbookbot/runbookbot/integrations/redis"
 )
 
 // incidentTimeline builds the incident timeline from
-// RUNBOOKBOT_INCIDENT_CONFIG (path), or returns nil when none is set. Its
-// checkpoint lives beside the store: a file in the embedded store's
-// directory, a key in the Redis store.
-func incidentTimeline(path string, store engine.Store, where string, secrets engine.SecretSource, owner string, log *slog.Logger) (*incident.Timeline, error) {
+// RUNBOOKBOT_INCIDENT_CONFIG (path), or returns nil when none is set.
+func incidentTimeline(path string, store engine.Store, secrets engine.SecretSource, owner string, log *slog.Logger) (*incident.Timeline, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -30,6 +32,13 @@ func incidentTimeline(path string, store engine.Store, where string, secrets eng
 	if err != nil {
 		return nil, err
 	}
+	return newTimeline(cfg, store, secrets, owner, log), nil
+}
+
+// newTimeline builds the timeline for cfg. Its checkpoint lives beside
+// the store: a file in the embedded store's directory, a key in the Redis
+// store.
+func newTimeline(cfg incident.Config, store engine.Store, secrets engine.SecretSource, owner string, log *slog.Logger) *incident.Timeline {
 	providers := map[string]incident.Provider{}
 	if cfg.PagerDuty != nil {
 		providers[incident.PagerDutyName] = incident.NewPagerDuty(*cfg.PagerDuty, secrets, nil)
@@ -44,12 +53,63 @@ func incidentTimeline(path string, store engine.Store, where string, secrets eng
 		o.Checkpoints = &redisCheckpoints{client: st.Client(), key: st.Prefix() + "incident:checkpoint"}
 		o.IntentTTL = time.Minute // replicas share it
 	case *embedded.Store:
-		o.Checkpoints = incident.NewFileCheckpoints(filepath.Join(where, "incident-checkpoint.json"))
+		o.Checkpoints = incident.NewFileCheckpoints(filepath.Join(st.Dir(), "incident-checkpoint.json"))
 	default:
 		o.Checkpoints = &incident.MemoryCheckpoints{}
 	}
 	log.Info("incident timelines on", "providers", cfg.Names(), "default", cfg.Default)
-	return incident.NewTimeline(o), nil
+	return incident.NewTimeline(o)
+}
+
+// timelinePart wakes tl on every event of eng, exports its counters and
+// returns the part that runs it.
+func timelinePart(tl *incident.Timeline, eng *engine.Engine, met *metrics.Metrics, log *slog.Logger) func(context.Context) error {
+	eng.Subscribe(func(engine.Event) { tl.Notify() })
+	exportIncidentStats(met, tl)
+	return func(ctx context.Context) error {
+		if err := tl.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("incident timeline stopped", "err", err)
+		}
+		return nil
+	}
+}
+
+// devPagerDuty is the account `runbookbot dev` emulates.
+var devPagerDuty = struct{ token, from, service string }{"dev-pagerduty-token", "runbookbot@example.com", "PDEV001"}
+
+// devIncidents serves the PagerDuty emulator on addr (its incidents page
+// at /, the REST API beside it) and writes every execution's timeline to
+// it, unless RUNBOOKBOT_INCIDENT_CONFIG configures real timelines. It
+// returns the page's URL ("" when not started).
+func (r *runningBot) devIncidents(addr string, log *slog.Logger) (string, error) {
+	if os.Getenv("RUNBOOKBOT_INCIDENT_CONFIG") != "" {
+		return "", nil
+	}
+	emu := pdemu.New(pdemu.Config{Tokens: []string{devPagerDuty.token},
+		Users:    []pdemu.User{{ID: "PDEVBOT", Name: "runbookbot", Email: devPagerDuty.from}},
+		Services: []pdemu.Service{{ID: devPagerDuty.service, Name: "playground", PolicyID: "PDEVPOL"}}})
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", emu.Page())
+	mux.Handle("/", emu)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("PagerDuty emulator: %w", err)
+	}
+	url := "http://" + l.Addr().String()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	r.parts = append(r.parts, func(ctx context.Context) error {
+		stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+		defer stop()
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("PagerDuty emulator: %w", err)
+		}
+		return nil
+	})
+	cfg := incident.Config{PagerDuty: &incident.PagerDutyConfig{URL: url, Token: devPagerDuty.token, From: devPagerDuty.from,
+		ServiceID: devPagerDuty.service}, Default: incident.PagerDutyName, Create: true}
+	tl := newTimeline(cfg, r.store, nil, hostOwner(), log)
+	r.parts = append(r.parts, timelinePart(tl, r.eng, r.metrics, log))
+	return url + "/", nil
 }
 
 // exportIncidentStats adds the timeline's counters to /metrics.
@@ -108,25 +168,18 @@ func (r *redisCheckpoints) Save(ctx context.Context, data []byte, version uint64
 // (RUNBOOKBOT_DRIFT_INTERVAL, default 10m, 0 turns it off; changes posted
 // to RUNBOOKBOT_DRIFT_CHANNEL). A broken incident configuration is logged
 // and leaves timelines off.
-func healthParts(store engine.Store, where string, cfg engine.Config, eng *engine.Engine, met *metrics.Metrics, notifier engine.Notifier, log *slog.Logger) []func(context.Context) error {
+func healthParts(store engine.Store, _ string, cfg engine.Config, eng *engine.Engine, met *metrics.Metrics, notifier engine.Notifier, log *slog.Logger) []func(context.Context) error {
 	var parts []func(context.Context) error
 	owner := cfg.Owner
 	if owner == "" {
 		owner = hostOwner()
 	}
-	tl, err := incidentTimeline(envOr("RUNBOOKBOT_INCIDENT_CONFIG", ""), store, where, cfg.Secrets, owner, log)
+	tl, err := incidentTimeline(envOr("RUNBOOKBOT_INCIDENT_CONFIG", ""), store, cfg.Secrets, owner, log)
 	switch {
 	case err != nil:
 		log.Error("incident timelines are OFF: the configuration does not load", "err", err)
 	case tl != nil:
-		eng.Subscribe(func(engine.Event) { tl.Notify() })
-		exportIncidentStats(met, tl)
-		parts = append(parts, func(ctx context.Context) error {
-			if err := tl.Run(ctx); err != nil && ctx.Err() == nil {
-				log.Error("incident timeline stopped", "err", err)
-			}
-			return nil
-		})
+		parts = append(parts, timelinePart(tl, eng, met, log))
 	}
 	interval := 10 * time.Minute
 	if s := envOr("RUNBOOKBOT_DRIFT_INTERVAL", ""); s != "" {

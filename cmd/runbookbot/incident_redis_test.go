@@ -120,7 +120,7 @@ func TestIncidentTimelineReplicasOnRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rs.Close()
-		tl, err := incidentTimeline(cfgPath, rs, "", nil, owner, slog.New(slog.DiscardHandler))
+		tl, err := incidentTimeline(cfgPath, rs, nil, owner, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -163,3 +163,25 @@ func TestRateLimit(t *testing.T) {
 		t.Errorf("after the reset: %d", a.status)
 	}
 }
+
+func TestPageShowsIncidentsAndNotesEscaped(t *testing.T) {
+	s := New(Config{Tokens: []string{"tok"}, Users: []User{{ID: "PU1", Email: "bot@example.com"}},
+		Services: []Service{{ID: "PS1", Name: "shop"}}, Clock: enginetest.NewFakeClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	id := s.AddIncident("PS1", "checkout <down>", "k1")
+	if a := do(t, srv.URL, call{method: "POST", path: "/incidents/" + id + "/notes", body: `{"note":{"content":"Step: restart — success\n<script>x</script>"}}`}); a.status != 201 {
+		t.Fatalf("note: %d", a.status)
+	}
+	rec := httptest.NewRecorder()
+	s.Page().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	got := rec.Body.String()
+	for _, want := range []string{"checkout &lt;down&gt;", "key k1", "Step: restart — success", "&lt;script&gt;", "triggered"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("page lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "<script>x") {
+		t.Error("note content is not escaped")
+	}
+}
