@@ -182,14 +182,22 @@ func newHarness(t *testing.T) *harness {
 }
 
 func (h *harness) start() {
+	h.startWith(true)
+}
+
+// startWith starts a new process; without recover it drives nothing yet
+// (as a replica before it has taken a dead one's executions over).
+func (h *harness) startWith(recover bool) {
 	h.eng = engine.New(engine.Config{Store: h.store, Registry: h.reg, Catalog: h.cat, Clock: h.clock})
 	h.bot = New(Config{Engine: h.eng, Views: h.views, Chats: []Chat{{Platform: h.p, ApprovalChannel: "#approvals", Limits: h.limits}},
-		SweepEvery: 50 * time.Millisecond})
+		SweepEvery: 50 * time.Millisecond, RetryEvery: 10 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.bot.Run(ctx) }()
-	if _, err := h.eng.Recover(context.Background()); err != nil {
-		h.t.Fatal(err)
+	if recover {
+		if _, err := h.eng.Recover(context.Background()); err != nil {
+			h.t.Fatal(err)
+		}
 	}
 	h.stop = func() {
 		cancel()
@@ -497,5 +505,58 @@ func TestApprovalCardShowsTheGatedStep(t *testing.T) {
 	got := readableReason(`auto-approval condition "context.environment != 'production'" is false`, map[string]any{"environment": "production"})
 	if want := "Needs approval: it runs automatically only when environment is not 'production', and here environment is production."; got.Plain() != want {
 		t.Errorf("reason = %q, want %q", got.Plain(), want)
+	}
+}
+
+// A click that lands while no replica drives its execution (its runner
+// died, its lease has not expired) is answered at once and applied once a
+// runner takes the execution over; the person hears nothing more when it
+// decides the gate.
+func TestClickWhileTheRunnerIsReplacedIsAppliedLater(t *testing.T) {
+	h := newHarness(t)
+	h.do("U1", "run gated service=web")
+	req := h.waitEvent(engine.EventApprovalRequested)
+	h.flush()
+	h.stop() // the runner dies with the gate open
+	h.startWith(false)
+	card, _, _ := h.p.byKey(approvalKey(req.Approval.ID))
+	var line, id string
+	for _, bl := range card.Blocks {
+		for _, b := range bl.Buttons {
+			if strings.HasPrefix(b.Command, "approve ") {
+				line, id = b.Command, b.ID
+			}
+		}
+	}
+	if line == "" {
+		t.Fatalf("no Approve button on %s", text(card))
+	}
+	r := h.bot.Handle(context.Background(), Request{Platform: "fake", User: "U2", Conversation: "#approvals", Line: line, Button: id})
+	if got := replyText(r); !strings.Contains(got, "being replaced") || !strings.Contains(got, "will be applied") {
+		t.Fatalf("answer to the click = %q", got)
+	}
+	if evs, _ := h.store.Events(context.Background(), req.ExecutionID); evs[len(evs)-1].Type != engine.EventApprovalRequested {
+		t.Fatalf("decided before any runner took the execution over: %s", evs[len(evs)-1].Type)
+	}
+	if _, err := h.eng.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := h.eng.Wait(ctx, req.ExecutionID); err != nil || out != engine.OutcomeSuccess {
+		t.Fatalf("outcome %s, %v", out, err)
+	}
+	evs, _ := h.store.Events(context.Background(), req.ExecutionID)
+	decided := 0
+	for _, e := range evs {
+		if e.Type == engine.EventApprovalDecided {
+			decided++
+			if e.Approval == nil || e.Approval.Approver != "fake:U2" && e.Actor != "fake:U2" {
+				t.Errorf("decided by %+v, actor %s; want the clicker", e.Approval, e.Actor)
+			}
+		}
+	}
+	if decided != 1 {
+		t.Errorf("%d decisions recorded, want 1", decided)
 	}
 }
