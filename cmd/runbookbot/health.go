@@ -196,6 +196,15 @@ type storeWritable interface {
 func storeCheck(store engine.Store, where string) func(ctx context.Context) error {
 	host, _ := os.Hostname()
 	switch s := store.(type) {
+	case *embedded.Store:
+		// Writable knows a failed write; the probe finds a directory that
+		// is gone or full before any write fails.
+		return func(ctx context.Context) error {
+			if err := s.Writable(ctx); err != nil {
+				return err
+			}
+			return probeDir(s.Dir())
+		}
 	case storeWritable:
 		return s.Writable
 	case *redis.Store:
@@ -206,8 +215,6 @@ func storeCheck(store engine.Store, where string) func(ctx context.Context) erro
 			}
 			return nil
 		}
-	case *embedded.Store:
-		return func(context.Context) error { return probeDir(s.Dir()) }
 	}
 	return func(context.Context) error { return nil }
 }
