@@ -44,6 +44,8 @@ type Revision struct {
 	Text        string
 	Blocks      json.RawMessage
 	Attachments json.RawMessage
+	// Replaced is when the edit that replaced this version was applied.
+	Replaced time.Time
 }
 
 // Message is a stored channel message. Values returned by the Server are
@@ -61,6 +63,7 @@ type Message struct {
 	Blocks      json.RawMessage // as stored: block_id filled in
 	Attachments json.RawMessage // as stored: colours mapped, ids set
 	Edits       int             // number of chat.update calls applied
+	Edited      time.Time       // when the latest edit was applied (zero: never edited)
 	History     []Revision      // earlier versions, oldest first
 	Replies     []string        // ts of thread replies (roots only)
 	Reactions   map[string][]string

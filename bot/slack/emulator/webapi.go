@@ -354,9 +354,11 @@ func (s *Server) apiUpdate(q *apiReq) (map[string]any, *apiErr) {
 
 // applyEditLocked records the old version and applies body. Caller holds s.mu.
 func (s *Server) applyEditLocked(m *Message, body content) {
-	m.History = append(m.History, Revision{Text: m.Text, Blocks: m.Blocks, Attachments: m.Attachments})
+	now := s.now()
+	m.History = append(m.History, Revision{Text: m.Text, Blocks: m.Blocks, Attachments: m.Attachments, Replaced: now})
 	m.Edits++
-	m.editedTS = fmtTS(s.now().UnixMicro())
+	m.Edited = now
+	m.editedTS = fmtTS(now.UnixMicro())
 	m.Text, m.Blocks, m.Attachments = body.text, body.blocks, body.attachments
 }
 

@@ -2,11 +2,13 @@ package emulator
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slackevents"
@@ -290,5 +292,42 @@ func TestDirectMessages(t *testing.T) {
 	msg := evt.Data.(slackevents.EventsAPIEvent).InnerEvent.Data.(*slackevents.MessageEvent)
 	if msg.ChannelType != "im" || msg.Channel != ch || msg.ThreadTimeStamp != ts || msg.ClientMsgID == "" {
 		t.Fatalf("DM event %+v", msg)
+	}
+}
+
+// Edits carry the time they were applied (on the injected clock): the
+// message's Edited, each replaced version's Replaced, and the wire's
+// edited.ts that slack-go reads.
+func TestEditsAreTimestamped(t *testing.T) {
+	clock := newFakeClock()
+	h := start(t, Options{Now: clock.Now})
+	_, ts, err := h.api.PostMessage(h.ops, slack.MsgOptionText("v1", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := h.srv.Message(h.ops, ts); !m.Edited.IsZero() {
+		t.Fatalf("a message never edited has Edited %s", m.Edited)
+	}
+	var at []time.Time
+	for _, text := range []string{"v2", "v3"} {
+		clock.Advance(1500 * time.Millisecond)
+		at = append(at, clock.Now())
+		if _, _, _, err := h.api.UpdateMessage(h.ops, ts, slack.MsgOptionText(text, false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := h.srv.Message(h.ops, ts)
+	if !m.Edited.Equal(at[1]) {
+		t.Errorf("Edited = %s, want %s", m.Edited, at[1])
+	}
+	if len(m.History) != 2 || !m.History[0].Replaced.Equal(at[0]) || !m.History[1].Replaced.Equal(at[1]) || m.History[0].Text != "v1" {
+		t.Errorf("history = %+v, want v1 replaced at %s, v2 at %s", m.History, at[0], at[1])
+	}
+	hist, err := h.api.GetConversationHistory(&slack.GetConversationHistoryParameters{ChannelID: h.ops})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist.Messages) != 1 || hist.Messages[0].Edited == nil || hist.Messages[0].Edited.Timestamp != fmt.Sprintf("%d.%06d", at[1].Unix(), at[1].Nanosecond()/1000) {
+		t.Errorf("wire edited = %+v", hist.Messages[0].Edited)
 	}
 }
