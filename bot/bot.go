@@ -38,6 +38,11 @@ type Config struct {
 	// SweepEvery is how often sends that were given up are retried
 	// (default 10s).
 	SweepEvery time.Duration
+	// ElapsedEvery is how often a running execution's parent is edited
+	// to keep its elapsed time live, at the lowest priority and within
+	// the edit budget (default 30s, checked every SweepEvery; negative:
+	// never).
+	ElapsedEvery time.Duration
 	// RetryEvery and RetryFor pace decisions waiting for a runner to take
 	// their execution over (default every 1s for 2m).
 	RetryEvery, RetryFor time.Duration
@@ -91,6 +96,9 @@ func New(cfg Config) *Bot {
 	}
 	if cfg.SweepEvery <= 0 {
 		cfg.SweepEvery = 10 * time.Second
+	}
+	if cfg.ElapsedEvery == 0 {
+		cfg.ElapsedEvery = 30 * time.Second
 	}
 	if cfg.RetryEvery <= 0 {
 		cfg.RetryEvery = time.Second

@@ -160,7 +160,10 @@ type harness struct {
 	reg    *engine.Registry
 	p      *fakePlatform
 	limits Limits
-	eng    *engine.Engine
+	// elapsedEvery is Config.ElapsedEvery (default: never, so that tests
+	// count only the calls events cause).
+	elapsedEvery time.Duration
+	eng          *engine.Engine
 	bot    *Bot
 	stop   func()
 }
@@ -174,7 +177,7 @@ func newHarness(t *testing.T) *harness {
 	if len(diags) > 0 {
 		t.Fatal(diags)
 	}
-	h := &harness{t: t, store: enginetest.NewMemStore(), views: NewMemoryViews(), cat: cat, reg: reg, p: newFake(),
+	h := &harness{t: t, store: enginetest.NewMemStore(), views: NewMemoryViews(), cat: cat, reg: reg, p: newFake(), elapsedEvery: -1,
 		clock: enginetest.NewFakeClock(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))}
 	h.start()
 	t.Cleanup(func() { h.stop() })
@@ -190,7 +193,7 @@ func (h *harness) start() {
 func (h *harness) startWith(recover bool) {
 	h.eng = engine.New(engine.Config{Store: h.store, Registry: h.reg, Catalog: h.cat, Clock: h.clock})
 	h.bot = New(Config{Engine: h.eng, Views: h.views, Chats: []Chat{{Platform: h.p, ApprovalChannel: "#approvals", Limits: h.limits}},
-		SweepEvery: 50 * time.Millisecond, RetryEvery: 10 * time.Millisecond})
+		SweepEvery: 50 * time.Millisecond, RetryEvery: 10 * time.Millisecond, ElapsedEvery: h.elapsedEvery, Now: h.clock.Now})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.bot.Run(ctx) }()
@@ -558,5 +561,32 @@ func TestClickWhileTheRunnerIsReplacedIsAppliedLater(t *testing.T) {
 	}
 	if decided != 1 {
 		t.Errorf("%d decisions recorded, want 1", decided)
+	}
+}
+
+// A running execution's parent keeps its elapsed time live: edited again
+// with no new event, as time passes.
+func TestParentElapsedTimeIsRefreshed(t *testing.T) {
+	h := newHarness(t)
+	h.stop()
+	h.elapsedEvery = time.Millisecond
+	h.start()
+	h.do("U1", "run gated service=web")
+	req := h.waitEvent(engine.EventApprovalRequested)
+	h.flush()
+	h.clock.Advance(90 * time.Second) // before the approval's first escalation
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		parent, _, _ := h.p.byKey(parentKey(req.ExecutionID))
+		if strings.Contains(text(parent), "elapsed 1m30s") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the parent's elapsed time was never refreshed: %s", text(parent))
+		}
+		time.Sleep(5 * time.Millisecond) // polling the fake platform with a deadline
+	}
+	if evs, _ := h.store.Events(context.Background(), req.ExecutionID); evs[len(evs)-1].Type != engine.EventApprovalRequested {
+		t.Fatalf("an event (%s) came after the request: the refresh was not what edited the parent", evs[len(evs)-1].Type)
 	}
 }

@@ -297,12 +297,17 @@ func (o *outbox) next(now time.Time) (it *item, do func(context.Context) error, 
 	return nil, nil, false, wait
 }
 
-// reserve is how many of a conversation's post tokens a send must leave
-// for urgent ones: a new execution's parent, an approval card or a final
-// state then never waits behind a step reply that took the last token.
+// reserve is how many tokens of its budget a send must leave for more
+// urgent ones: a new execution's parent, an approval card or a final state
+// then never waits behind a step reply that took the last token.
 func (o *outbox) reserve(it *item) float64 {
-	if it.kind == kindPost && it.prio != prioUrgent {
+	switch {
+	case it.kind == kindPost && it.prio != prioUrgent:
 		return 1
+	case it.kind == kindUpdate && it.prio == prioStep:
+		// Step progress and elapsed-time refreshes leave edits for
+		// parents and approval cards.
+		return 2
 	}
 	return 0
 }

@@ -60,6 +60,7 @@ type execView struct {
 	// delivered (or left out).
 	outstanding map[string]int64
 	touched     time.Time
+	refreshed   time.Time // the parent's elapsed time was last refreshed
 	// sess is the session that rendered it; sends of an ended session
 	// are dropped.
 	sess context.Context
@@ -273,6 +274,7 @@ func (v *view) prune() {
 // sweep asks again for messages whose sends were given up, and refreshes
 // the elapsed time of running executions' parents.
 func (v *view) sweep(context.Context) {
+	now := time.Now()
 	v.mu.Lock()
 	type pend struct {
 		ev *execView
@@ -291,6 +293,9 @@ func (v *view) sweep(context.Context) {
 				}
 			}
 		}
+		if m, ok := v.refreshLocked(ev, now); ok {
+			ms = append(ms, m)
+		}
 		if len(ms) > 0 {
 			all = append(all, pend{ev, ms})
 		}
@@ -299,6 +304,32 @@ func (v *view) sweep(context.Context) {
 	for _, p := range all {
 		v.send(p.ev, p.ms)
 	}
+}
+
+// refreshLocked asks, at the lowest priority, for a running execution's
+// parent to be edited so that its elapsed time stays live: every
+// ElapsedEvery, when the parent is shown and nothing else of it is on its
+// way. Caller holds v.mu.
+func (v *view) refreshLocked(ev *execView, now time.Time) (mark, bool) {
+	every := v.b.cfg.ElapsedEvery
+	if every < 0 || ev.t.finished() || len(ev.outstanding) > 0 || ev.rec.Msgs[keyParent].Ref.IsZero() {
+		return mark{}, false
+	}
+	if ev.refreshed.IsZero() {
+		ev.refreshed = now // counted from the first sweep that sees it
+		return mark{}, false
+	}
+	if now.Sub(ev.refreshed) < every {
+		return mark{}, false
+	}
+	ev.refreshed = now
+	m, ok := v.markKey(ev, keyParent)
+	if !ok || m.kind != kindUpdate {
+		return mark{}, false
+	}
+	m.prio = prioStep
+	ev.outstanding[keyParent] = max(ev.outstanding[keyParent], ev.t.lastSeq)
+	return m, true
 }
 
 // send hands marks to the execution's outbox (never under v.mu).
