@@ -164,8 +164,8 @@ type harness struct {
 	// count only the calls events cause).
 	elapsedEvery time.Duration
 	eng          *engine.Engine
-	bot    *Bot
-	stop   func()
+	bot          *Bot
+	stop         func()
 }
 
 func newHarness(t *testing.T) *harness {
