@@ -30,9 +30,9 @@ type apiOptions struct {
 }
 
 func (a *apiOptions) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.tokensFile, "api-tokens", os.Getenv("RUNBOOKBOT_API_TOKENS"), "YAML file of API tokens: a list of {name, sha256, subject}; without it /api/v1 refuses every request")
-	fs.StringVar(&a.channel, "runs-channel", envOr("RUNBOOKBOT_RUNS_CHANNEL", "#ops"), "where scheduled and API-started runs post their thread (empty: no thread)")
-	fs.BoolVar(&a.receiverAuth, "alertmanager-auth", envBool("RUNBOOKBOT_ALERTMANAGER_AUTH"), "require an API token on POST /alertmanager (bearer, or basic auth with the token's name)")
+	fs.StringVar(&a.tokensFile, "api-tokens", os.Getenv("RUNBOOKBOT_API_TOKENS"), "YAML `FILE` of API tokens: a list of {name, sha256, subject}; without it /api/v1 refuses every request"+env("RUNBOOKBOT_API_TOKENS"))
+	fs.StringVar(&a.channel, "runs-channel", envOr("RUNBOOKBOT_RUNS_CHANNEL", "#ops"), "`CHANNEL` where scheduled and API-started runs post their thread (empty: no thread)"+env("RUNBOOKBOT_RUNS_CHANNEL"))
+	fs.BoolVar(&a.receiverAuth, "alertmanager-auth", envBool("RUNBOOKBOT_ALERTMANAGER_AUTH"), "require an API token on POST /alertmanager (bearer, or basic auth with the token's name)"+env("RUNBOOKBOT_ALERTMANAGER_AUTH"))
 }
 
 func envBool(k string) bool {

@@ -15,16 +15,32 @@ import (
 
 // cmdDev runs the bot against the built-in Slack emulator with the
 // embedded store: a local playground with nothing to set up.
-func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// devFlags defines dev's command line: the bot's options into o, the
+// playground's in the result.
+func devFlags(o *botOptions) (*flag.FlagSet, devFlagValues) {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	var o botOptions
 	o.register(fs)
 	o.api.register(fs)
-	apiAddr := fs.String("api-addr", "", "where the playground serves /api/v1 (default: a free port beside --addr)")
-	addr := fs.String("addr", "127.0.0.1:3000", "where the playground listens")
-	discordAddr := fs.String("discord-addr", "", `where the Discord playground listens (default: the port after --addr; "off": no Discord)`)
-	rbac := fs.Bool("rbac", false, "enforce runbooks/rbac.yaml (the playground's users are not in it)")
-	lf := registerLogFormat(fs)
+	return fs, devFlagValues{
+		apiAddr:     fs.String("api-addr", "", "`ADDR` where the playground serves /api/v1 (default: a free port beside --addr)"),
+		addr:        fs.String("addr", "127.0.0.1:3000", "`ADDR` where the playground listens (Slack emulator, /healthz, /readyz, /metrics)"),
+		discordAddr: fs.String("discord-addr", "", "`ADDR` where the Discord playground listens (default: the port after --addr; \"off\": no Discord)"),
+		rbac:        fs.Bool("rbac", false, "enforce runbooks/rbac.yaml (the playground's users are not in it)"),
+		lf:          registerLogFormat(fs),
+	}
+}
+
+// devFlagValues are dev's own flags.
+type devFlagValues struct {
+	apiAddr, addr, discordAddr *string
+	rbac                       *bool
+	lf                         *logFormat
+}
+
+func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var o botOptions
+	fs, f := devFlags(&o)
+	apiAddr, addr, discordAddr, rbac, lf := f.apiAddr, f.addr, f.discordAddr, f.rbac, f.lf
 	if _, ok := parse(fs, args, stderr); !ok || !lf.apply(&o, stderr, slog.LevelInfo, "dev") {
 		return exitUsage
 	}

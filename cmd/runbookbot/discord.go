@@ -34,12 +34,12 @@ type discordOptions struct {
 // register adds the Discord flags (the token comes from the environment
 // only: DISCORD_BOT_TOKEN).
 func (d *discordOptions) register(fs *flag.FlagSet) {
-	fs.StringVar(&d.apiURL, "discord-api-url", os.Getenv("DISCORD_API_URL"), "Discord base URL replacing https://discord.com/ (for an emulator)")
-	fs.StringVar(&d.guilds, "discord-guilds", os.Getenv("DISCORD_GUILD_IDS"), "Discord guild ids to serve and register /runbook in, comma-separated (default: every guild the bot is in)")
-	fs.StringVar(&d.approvalChannel, "discord-approval-channel", envOr("DISCORD_APPROVAL_CHANNEL", "#incidents"), "Discord channel for approval requests")
-	fs.StringVar(&d.alertPlatform, "alert-platform", os.Getenv("RUNBOOKBOT_ALERT_PLATFORM"), "where the Alertmanager receiver opens alert threads: slack or discord (default: Slack when configured)")
-	fs.BoolVar(&d.noContent, "discord-no-message-content", os.Getenv("DISCORD_MESSAGE_CONTENT") == "false", "connect without the MESSAGE_CONTENT intent (alerts posted in Discord channels are then not read)")
-	fs.BoolVar(&d.globalCommands, "discord-global-commands", os.Getenv("DISCORD_GLOBAL_COMMANDS") == "true", "also register /runbook globally")
+	fs.StringVar(&d.apiURL, "discord-api-url", os.Getenv("DISCORD_API_URL"), "Discord base `URL` replacing https://discord.com/ (for an emulator)"+env("DISCORD_API_URL"))
+	fs.StringVar(&d.guilds, "discord-guilds", os.Getenv("DISCORD_GUILD_IDS"), "Discord guild `IDS` to serve and register /runbook in, comma-separated (default: every guild the bot is in)"+env("DISCORD_GUILD_IDS"))
+	fs.StringVar(&d.approvalChannel, "discord-approval-channel", envOr("DISCORD_APPROVAL_CHANNEL", "#incidents"), "Discord `CHANNEL` for approval requests"+env("DISCORD_APPROVAL_CHANNEL"))
+	fs.StringVar(&d.alertPlatform, "alert-platform", os.Getenv("RUNBOOKBOT_ALERT_PLATFORM"), "where the Alertmanager receiver opens alert threads: slack or discord (default: Slack when configured)"+env("RUNBOOKBOT_ALERT_PLATFORM"))
+	fs.BoolVar(&d.noContent, "discord-no-message-content", os.Getenv("DISCORD_MESSAGE_CONTENT") == "false", "connect without the MESSAGE_CONTENT intent (alerts posted in Discord channels are then not read) [$DISCORD_MESSAGE_CONTENT=false]")
+	fs.BoolVar(&d.globalCommands, "discord-global-commands", os.Getenv("DISCORD_GLOBAL_COMMANDS") == "true", "also register /runbook globally [$DISCORD_GLOBAL_COMMANDS=true]")
 }
 
 func (d discordOptions) enabled() bool { return d.token != "" }

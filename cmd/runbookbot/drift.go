@@ -56,12 +56,18 @@ func (p promSeries) HasSeries(ctx context.Context, name string, vars map[string]
 
 // cmdDrift checks the runbooks against the infrastructure once. Exit 1
 // when something drifted.
-func cmdDrift(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("drift", flag.ContinueOnError)
-	var c common
+// driftFlags defines drift's command line.
+func driftFlags(c *common) (fs *flag.FlagSet, asJSON, verbose *bool) {
+	fs = flag.NewFlagSet("drift", flag.ContinueOnError)
 	c.register(fs)
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	verbose := fs.Bool("v", false, "also list targets that could not be checked")
+	asJSON = fs.Bool("json", false, "print the report as JSON")
+	verbose = fs.Bool("v", false, "also list targets that could not be checked")
+	return fs, asJSON, verbose
+}
+
+func cmdDrift(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c common
+	fs, asJSON, verbose := driftFlags(&c)
 	if _, ok := parse(fs, args, stderr); !ok {
 		return exitUsage
 	}

@@ -11,11 +11,16 @@ import (
 	"github.com/runbookbot/runbookbot/engine"
 )
 
-func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("dry-run", flag.ContinueOnError)
-	var a runbookArgs
+// dryRunFlags defines dry-run's command line.
+func dryRunFlags(a *runbookArgs) (fs *flag.FlagSet, jsonOut *bool) {
+	fs = flag.NewFlagSet("dry-run", flag.ContinueOnError)
 	a.register(fs)
-	jsonOut := fs.Bool("json", false, "print the plan as JSON")
+	return fs, fs.Bool("json", false, "print the plan as JSON")
+}
+
+func cmdDryRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var a runbookArgs
+	fs, jsonOut := dryRunFlags(&a)
 	if !a.parse(fs, args, stderr, "runbookbot dry-run NAME|FILE [--param k=v ...] [--json]") {
 		return exitUsage
 	}

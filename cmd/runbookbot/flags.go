@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,9 +30,15 @@ type common struct {
 }
 
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.runbooks, "runbooks", envOr("RUNBOOKBOT_RUNBOOKS", "runbooks"), "runbooks directory")
-	fs.StringVar(&c.dataDir, "data-dir", os.Getenv("RUNBOOKBOT_DATA_DIR"), "embedded store directory")
-	fs.StringVar(&c.store, "store", envOr("RUNBOOKBOT_STORE", os.Getenv("REDIS_URL")), "store URL (redis://...); empty for the embedded store")
+	fs.StringVar(&c.runbooks, "runbooks", envOr("RUNBOOKBOT_RUNBOOKS", "runbooks"), "`DIR` of runbooks, mappings, RBAC and secrets config"+env("RUNBOOKBOT_RUNBOOKS"))
+	fs.StringVar(&c.dataDir, "data-dir", os.Getenv("RUNBOOKBOT_DATA_DIR"), "embedded store `DIR` (default ~/.local/share/runbookbot)"+env("RUNBOOKBOT_DATA_DIR"))
+	fs.StringVar(&c.store, "store", envOr("RUNBOOKBOT_STORE", os.Getenv("REDIS_URL")), "store `URL` (redis://...); empty for the embedded store"+env("RUNBOOKBOT_STORE", "REDIS_URL"))
+}
+
+// env names, for a flag's usage, the environment variables its default
+// comes from (the first one set wins). --help shows them beside the flag.
+func env(names ...string) string {
+	return " [$" + strings.Join(names, ", $") + "]"
 }
 
 func envOr(k, def string) string {
@@ -43,19 +48,30 @@ func envOr(k, def string) string {
 	return def
 }
 
-// parse parses flags and positional arguments in any order.
+// parse parses flags and positional arguments in any order; on a bad
+// command line it says why on stderr and returns false. (The CLI checks
+// the command line before a command runs: see checkArgs.)
 func parse(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, bool) {
-	fs.SetOutput(stderr)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "runbookbot %s: %v\n", fs.Name(), err)
+		return nil, false
+	}
+	return pos, true
+}
+
+// parseArgs parses flags and positional arguments in any order, printing
+// nothing. -h and --help give flag.ErrHelp.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, false
-			}
-			return nil, false
+			return nil, err
 		}
 		if fs.NArg() == 0 {
-			return pos, true
+			return pos, nil
 		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
@@ -89,7 +105,7 @@ type runbookArgs struct {
 func (a *runbookArgs) register(fs *flag.FlagSet) {
 	a.common.register(fs)
 	a.params = paramFlag{}
-	fs.Var(a.params, "param", "parameter as key=value (repeatable)")
+	fs.Var(a.params, "param", "runbook parameter as `key=value` (repeatable; a bare key=value argument is one too)")
 }
 
 // parse reads args after register; on a bad command line it prints usage

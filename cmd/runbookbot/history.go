@@ -12,18 +12,25 @@ import (
 	"github.com/runbookbot/runbookbot/engine"
 )
 
-func cmdHistory(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("history", flag.ContinueOnError)
-	var c common
+// historyFlags defines history's command line: the store in c, the
+// filters in q and the rest returned.
+func historyFlags(c *common, q *engine.HistoryQuery) (fs *flag.FlagSet, outcome, since *string, jsonOut *bool) {
+	fs = flag.NewFlagSet("history", flag.ContinueOnError)
 	c.register(fs)
-	var q engine.HistoryQuery
-	fs.StringVar(&q.Runbook, "runbook", "", "only this runbook")
-	outcome := fs.String("outcome", "", "only this outcome: success, failure, partial, rollback, aborted")
+	fs.StringVar(&q.Runbook, "runbook", "", "only this runbook (or give its `NAME` as the argument)")
+	outcome = fs.String("outcome", "", "only this outcome: success, failure, partial, rollback, aborted")
 	fs.StringVar(&q.TriggerType, "trigger", "", "only this trigger type: manual, alert, schedule, api")
-	fs.StringVar(&q.Requester, "requester", "", "only executions started by this user")
-	since := fs.String("since", "", "only executions started within this long, e.g. 24h or 7d")
+	fs.StringVar(&q.Requester, "requester", "", "only executions started by this `USER`")
+	since = fs.String("since", "", "only executions started within this long, e.g. 24h or 7d")
 	fs.IntVar(&q.Limit, "limit", 20, "at most this many executions")
-	jsonOut := fs.Bool("json", false, "print JSON")
+	jsonOut = fs.Bool("json", false, "print JSON")
+	return fs, outcome, since, jsonOut
+}
+
+func cmdHistory(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c common
+	var q engine.HistoryQuery
+	fs, outcome, since, jsonOut := historyFlags(&c, &q)
 	pos, ok := parse(fs, args, stderr)
 	if !ok {
 		return exitUsage

@@ -9,9 +9,14 @@ import (
 	"github.com/runbookbot/runbookbot/engine"
 )
 
+// lintFlags defines lint's command line.
+func lintFlags() (fs *flag.FlagSet, jsonOut *bool) {
+	fs = flag.NewFlagSet("lint", flag.ContinueOnError)
+	return fs, fs.Bool("json", false, "print diagnostics as JSON")
+}
+
 func cmdLint(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
-	jsonOut := fs.Bool("json", false, "print diagnostics as JSON")
+	fs, jsonOut := lintFlags()
 	paths, ok := parse(fs, args, stderr)
 	if !ok {
 		return exitUsage

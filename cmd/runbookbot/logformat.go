@@ -13,7 +13,7 @@ type logFormat string
 // registerLogFormat adds --log-format (RUNBOOKBOT_LOG_FORMAT) to fs.
 func registerLogFormat(fs *flag.FlagSet) *logFormat {
 	f := logFormat(envOr("RUNBOOKBOT_LOG_FORMAT", "text"))
-	fs.Var(&f, "log-format", "log lines as text or json (RUNBOOKBOT_LOG_FORMAT)")
+	fs.Var(&f, "log-format", "log `FORMAT`: text or json"+env("RUNBOOKBOT_LOG_FORMAT"))
 	return &f
 }
 

@@ -17,12 +17,18 @@ import (
 	"github.com/runbookbot/runbookbot/integrations/redis"
 )
 
-func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var a runbookArgs
+// runFlags defines run's command line.
+func runFlags(a *runbookArgs) (fs *flag.FlagSet, yes *bool, as *string) {
+	fs = flag.NewFlagSet("run", flag.ContinueOnError)
 	a.register(fs)
-	yes := fs.Bool("yes", false, "approve every approval gate automatically (demos)")
-	as := fs.String("as", envOr("USER", "cli"), "who is running it (the requester)")
+	yes = fs.Bool("yes", false, "approve every approval gate automatically (demos)")
+	as = fs.String("as", envOr("USER", "cli"), "`USER` running it (the requester)"+env("USER"))
+	return fs, yes, as
+}
+
+func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var a runbookArgs
+	fs, yes, as := runFlags(&a)
 	if !a.parse(fs, args, stderr, "runbookbot run NAME|FILE [--param k=v ...] [--yes] [--as USER]") {
 		return exitUsage
 	}

@@ -42,12 +42,18 @@ const schedulesUsage = `usage: runbookbot schedules [--json]
 
 // cmdSchedules lists the schedule runbooks with their next fire times, or
 // pauses and resumes one (for every replica sharing the store).
-func cmdSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("schedules", flag.ContinueOnError)
-	var c common
+// schedulesFlags defines schedules' command line.
+func schedulesFlags(c *common) (fs *flag.FlagSet, jsonOut *bool, as *string) {
+	fs = flag.NewFlagSet("schedules", flag.ContinueOnError)
 	c.register(fs)
-	jsonOut := fs.Bool("json", false, "print the list as JSON")
-	as := fs.String("as", envOr("USER", "cli"), "who pauses or resumes (recorded with the pause)")
+	jsonOut = fs.Bool("json", false, "print the list as JSON")
+	as = fs.String("as", envOr("USER", "cli"), "`USER` who pauses or resumes (recorded with the pause)"+env("USER"))
+	return fs, jsonOut, as
+}
+
+func cmdSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c common
+	fs, jsonOut, as := schedulesFlags(&c)
 	pos, ok := parse(fs, args, stderr)
 	if !ok {
 		return exitUsage

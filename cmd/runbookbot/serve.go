@@ -292,21 +292,26 @@ func hostOwner() string {
 	return fmt.Sprintf("%s-%d-%s", h, os.Getpid(), uuid.NewString()[:8])
 }
 
-func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
+// serveFlags defines serve's command line into o.
+func serveFlags(o *botOptions) (*flag.FlagSet, *logFormat) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var o botOptions
 	o.register(fs)
-	fs.StringVar(&o.approvalChannel, "approval-channel", envOr("RUNBOOKBOT_APPROVAL_CHANNEL", "#incidents"), "where approval requests go")
-	fs.StringVar(&o.apiURL, "slack-api-url", os.Getenv("SLACK_API_URL"), "Slack Web API base URL (for an emulator)")
+	fs.StringVar(&o.approvalChannel, "approval-channel", envOr("RUNBOOKBOT_APPROVAL_CHANNEL", "#incidents"), "`CHANNEL` where approval requests go"+env("RUNBOOKBOT_APPROVAL_CHANNEL"))
+	fs.StringVar(&o.apiURL, "slack-api-url", os.Getenv("SLACK_API_URL"), "Slack Web API base `URL` (for an emulator)"+env("SLACK_API_URL"))
 	o.discord.register(fs)
 	o.api.register(fs)
 	fs.BoolVar(&o.noRBAC, "no-rbac", false, "allow everyone everything (four-eyes still applies)")
-	fs.StringVar(&o.alertChannels, "alert-channels", os.Getenv("RUNBOOKBOT_ALERT_CHANNELS"), "channels watched for alerts, comma-separated (default: every channel the bot is in)")
-	fs.StringVar(&o.alertChannel, "alert-channel", envOr("RUNBOOKBOT_ALERT_CHANNEL", "#alerts"), "where threads for webhook alerts go")
-	fs.StringVar(&o.listen, "listen", os.Getenv("RUNBOOKBOT_LISTEN"), "address for /metrics, /healthz and the Alertmanager webhook receiver (POST /alertmanager), e.g. :8080")
-	fs.DurationVar(&o.leaseTTL, "lease-ttl", envDuration("RUNBOOKBOT_LEASE_TTL", 15*time.Second), "with several replicas on Redis: how long a dead replica's executions and chat view wait before another takes them over")
-	fs.StringVar(&o.audit, "audit-redis", os.Getenv("RUNBOOKBOT_AUDIT_REDIS"), "mirror audit events to this Redis (default: the Redis store, if any)")
-	lf := registerLogFormat(fs)
+	fs.StringVar(&o.alertChannels, "alert-channels", os.Getenv("RUNBOOKBOT_ALERT_CHANNELS"), "`CHANNELS` watched for alerts, comma-separated (default: every channel the bot is in)"+env("RUNBOOKBOT_ALERT_CHANNELS"))
+	fs.StringVar(&o.alertChannel, "alert-channel", envOr("RUNBOOKBOT_ALERT_CHANNEL", "#alerts"), "`CHANNEL` where threads for webhook alerts go"+env("RUNBOOKBOT_ALERT_CHANNEL"))
+	fs.StringVar(&o.listen, "listen", os.Getenv("RUNBOOKBOT_LISTEN"), "`ADDR` for /metrics, /healthz, /readyz and the Alertmanager webhook receiver (POST /alertmanager), e.g. :8080"+env("RUNBOOKBOT_LISTEN"))
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", envDuration("RUNBOOKBOT_LEASE_TTL", 15*time.Second), "with several replicas on Redis: how long a dead replica's executions and chat view wait before another takes them over"+env("RUNBOOKBOT_LEASE_TTL"))
+	fs.StringVar(&o.audit, "audit-redis", os.Getenv("RUNBOOKBOT_AUDIT_REDIS"), "mirror audit events to this Redis `URL` (default: the Redis store, if any)"+env("RUNBOOKBOT_AUDIT_REDIS"))
+	return fs, registerLogFormat(fs)
+}
+
+func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
+	var o botOptions
+	fs, lf := serveFlags(&o)
 	if _, ok := parse(fs, args, stderr); !ok || !lf.apply(&o, stderr, slog.LevelDebug, "serve") {
 		return exitUsage
 	}
