@@ -3,7 +3,6 @@ package bot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,6 +71,8 @@ type alertState struct {
 	pending  map[string]pendingRun
 	channels map[string]bool
 	notices  map[string]*notice
+	rooting  map[string]bool   // alert fingerprints whose thread root is queued
+	storms   map[string]*storm // by platform|channel
 }
 
 func (b *Bot) alertsOn() bool { return b.cfg.Alerts != nil && b.cfg.Alerts.Matcher != nil }
@@ -129,35 +130,6 @@ func (b *Bot) say(c *chat, channel, thread string, text Rich) {
 			}
 			return err
 		}})
-}
-
-// postNow posts at once within the conversation's budget (a thread root
-// that an execution needs), waiting for the budget rather than failing.
-func (b *Bot) postNow(ctx context.Context, c *chat, channel string, m Message) (MessageRef, error) {
-	type result struct {
-		ref MessageRef
-		err error
-	}
-	done := make(chan result, 1)
-	c.out.add(mark{key: "now|" + uuid.NewString(), conv: channel, kind: kindPost, prio: prioUrgent, ready: true,
-		send: func(ctx context.Context) error {
-			ref, err := c.p.Post(ctx, channel, "", m)
-			var rl *RateLimitedError
-			if errors.As(err, &rl) {
-				return err // requeued by the outbox
-			}
-			if err == nil {
-				c.out.learn(channel, ref.Conversation)
-			}
-			done <- result{ref, err}
-			return nil
-		}})
-	select {
-	case r := <-done:
-		return r.ref, r.err
-	case <-ctx.Done():
-		return MessageRef{}, ctx.Err()
-	}
 }
 
 func (b *Bot) handleAlert(ctx context.Context, c *chat, a alerts.Alert, channel, thread string) {
@@ -541,35 +513,26 @@ func (b *Bot) HandleAlertGroup(ctx context.Context, g alerts.Group) {
 	}
 	for _, a := range g.Alerts {
 		ch, ts, ok := b.cfg.Alerts.Tracker.Thread(a.Fingerprint)
-		if !ok {
-			if !a.Firing() {
-				continue
-			}
-			ch = b.cfg.Alerts.WebhookChannel
-			for _, d := range b.cfg.Alerts.Matcher.MatchAll(a) {
-				if d.NotifyChannel != "" && ch == "" {
-					ch = d.NotifyChannel
-				}
-				if d.Mapping != nil && d.Mapping.Channel != "" {
-					ch = d.Mapping.Channel
-				}
-			}
-			if ch == "" {
-				ch = "#alerts"
-			}
-			text := R(Sym(StatusAlert), Txt(" "), Bold("FIRING:"), Txt(" "+a.Summary()))
-			if a.GeneratorURL != "" {
-				text = append(text, Txt(" ("), Link(a.GeneratorURL, "source"), Txt(")"))
-			}
-			ref, err := b.postNow(ctx, c, ch, Message{Summary: text, Blocks: []Block{{Kind: KindSection, ID: "alert:" + a.Fingerprint, Text: text}}})
-			if err != nil {
-				b.log.Error("cannot post alert thread", "alert", a.Name, "err", err)
-				continue
-			}
-			ch, ts = ref.Conversation, ref.ID
-			b.cfg.Alerts.Tracker.SetThread(a.Fingerprint, ch, ts)
+		if ok {
+			b.handleAlert(ctx, c, a, ch, ts)
+			continue
 		}
-		b.handleAlert(ctx, c, a, ch, ts)
+		if !a.Firing() {
+			continue
+		}
+		ch = b.cfg.Alerts.WebhookChannel
+		for _, d := range b.cfg.Alerts.Matcher.MatchAll(a) {
+			if d.NotifyChannel != "" && ch == "" {
+				ch = d.NotifyChannel
+			}
+			if d.Mapping != nil && d.Mapping.Channel != "" {
+				ch = d.Mapping.Channel
+			}
+		}
+		if ch == "" {
+			ch = "#alerts"
+		}
+		b.openAlertThread(c, ch, a)
 	}
 }
 

@@ -388,3 +388,52 @@ func TestAlertStateSurvivesRestart(t *testing.T) {
 		t.Errorf("%d alert threads, want 1", roots)
 	}
 }
+
+// More distinct alerts than the channel's post budget answers at once (with
+// Slack's real limits): one grouped storm message answers them first,
+// before all but the first few threads, and every alert then gets its own
+// thread as the budget allows; the storm message ends saying so. No call
+// is answered 429.
+func TestAlertStormGetsOneGroupedAnswerFirst(t *testing.T) {
+	h, alertsCh := newAlertE2E(t)
+	url := "http://" + h.rb.addr + "/alertmanager"
+	const n = 12
+	var group []map[string]string
+	for i := 0; i < n; i++ {
+		group = append(group, map[string]string{"alertname": "CheckoutSlow", "service": fmt.Sprintf("storm-%02d", i), "environment": "staging"})
+	}
+	resp, err := http.Post(url, "application/json", bytes.NewReader(webhookGroup(group...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	roots := func() (storm *slackemu.Message, threads int, before int) {
+		for _, m := range h.emu.Messages(alertsCh) {
+			switch {
+			case strings.Contains(body(m), "Alert storm"):
+				storm = &m
+			case strings.Contains(body(m), "FIRING:") && strings.Contains(body(m), "service=storm-"):
+				threads++
+				if storm == nil {
+					before++
+				}
+			}
+		}
+		return storm, threads, before
+	}
+	h.waitFor("every alert in its own thread", func() bool { _, threads, _ := roots(); return threads == n })
+	storm, _, before := roots()
+	if storm == nil {
+		t.Fatal("no storm message")
+	}
+	if before >= 3 {
+		t.Errorf("%d threads were posted before the storm message", before)
+	}
+	h.message(alertsCh, "the storm message saying every alert has its thread", contains("Alert storm: 12 alerts firing", "Every one has its own thread now"))
+	if len(storm.History) > 0 && !strings.Contains(storm.History[0].Text+string(storm.History[0].Blocks), "service=storm-") {
+		t.Errorf("the storm message's first version lists no alert: %s", storm.History[0].Blocks)
+	}
+	if rl := h.emu.RateLimited(); rl != 0 {
+		t.Errorf("%d calls answered 429", rl)
+	}
+}
