@@ -46,11 +46,8 @@ func newBucket(burst int, every time.Duration) *bucket {
 	return &bucket{burst: float64(max(burst, 1)), every: every, tokens: float64(max(burst, 1)), last: time.Now()}
 }
 
-// ready returns 0 when a token can be taken now, else how long to wait.
-func (b *bucket) ready(now time.Time) time.Duration { return b.readyKeeping(now, 0) }
-
-// readyKeeping is ready for a send that must leave keep tokens in the
-// bucket (for more urgent sends).
+// readyKeeping returns 0 when a token can be taken now while leaving keep
+// tokens in the bucket (for more urgent sends), else how long to wait.
 func (b *bucket) readyKeeping(now time.Time, keep float64) time.Duration {
 	if now.Before(b.until) {
 		return b.until.Sub(now)

@@ -124,7 +124,8 @@ func (c *ChatViews) compact() error {
 	for id, r := range c.records {
 		writeLine(w, chatViewLine{ID: id, Record: r})
 	}
-	if err := w.Flush(); err == nil {
+	err = w.Flush()
+	if err == nil {
 		err = f.Sync()
 	}
 	if err != nil {
