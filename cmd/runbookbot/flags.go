@@ -31,7 +31,7 @@ type common struct {
 
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.runbooks, "runbooks", envOr("RUNBOOKBOT_RUNBOOKS", "runbooks"), "`DIR` of runbooks, mappings, RBAC and secrets config"+env("RUNBOOKBOT_RUNBOOKS"))
-	fs.StringVar(&c.dataDir, "data-dir", os.Getenv("RUNBOOKBOT_DATA_DIR"), "embedded store `DIR` (default ~/.local/share/runbookbot)"+env("RUNBOOKBOT_DATA_DIR"))
+	fs.StringVar(&c.dataDir, "data-dir", os.Getenv("RUNBOOKBOT_DATA_DIR"), "embedded store `DIR` (default $XDG_DATA_HOME/runbookbot or ~/.local/share/runbookbot)"+env("RUNBOOKBOT_DATA_DIR"))
 	fs.StringVar(&c.store, "store", envOr("RUNBOOKBOT_STORE", os.Getenv("REDIS_URL")), "store `URL` (redis://...); empty for the embedded store"+env("RUNBOOKBOT_STORE", "REDIS_URL"))
 }
 
