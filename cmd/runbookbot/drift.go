@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	k8s "k8s.io/client-go/kubernetes"
@@ -118,6 +119,7 @@ type driftWatch struct {
 	interval time.Duration
 	clock    engine.Clock
 	log      *slog.Logger
+	checks   atomic.Uint64 // checks completed
 }
 
 // run checks after a minute (or the interval, if shorter), then every
@@ -135,6 +137,7 @@ func (w *driftWatch) run(ctx context.Context) {
 			return
 		}
 		w.metrics.SetDrift(rep.Counts())
+		w.checks.Add(1)
 		now := map[string]drift.Finding{}
 		for _, f := range rep.Findings {
 			now[f.Key()] = f

@@ -193,6 +193,7 @@ func healthParts(store engine.Store, _ string, cfg engine.Config, eng *engine.En
 	if interval > 0 {
 		w := &driftWatch{checker: driftChecker(registryOptions{logger: log}), catalog: eng.Catalog, metrics: met, notifier: notifier,
 			channel: envOr("RUNBOOKBOT_DRIFT_CHANNEL", ""), interval: interval, clock: engine.SystemClock{}, log: log}
+		met.Counter("runbookbot_drift_checks_total", "Drift checks completed", func() float64 { return float64(w.checks.Load()) })
 		parts = append(parts, part(w.run))
 	}
 	return parts
