@@ -410,5 +410,5 @@ func redact(def string) string {
 
 // printUsageError prints err on its own line, then cmd's usage.
 func printUsageError(w io.Writer, cmd *cobra.Command, err error) {
-	fmt.Fprintf(w, "%s: %v\n\n%s", cmd.CommandPath(), err, cmd.UsageString())
+	fmt.Fprintf(w, "%s: %s\n\n%s", cmd.CommandPath(), strings.TrimRight(err.Error(), "\n"), cmd.UsageString())
 }
