@@ -48,6 +48,7 @@ type Client struct {
 	wg        sync.WaitGroup
 	acksMu    sync.Mutex
 	acks      []time.Duration
+	httpAcks  sync.Map // envelope id → chan any: acks that are HTTP responses (http.go)
 }
 
 // NewAPI returns a Web API client for cfg.
@@ -136,6 +137,9 @@ func (c *Client) spawn(f func()) {
 func (c *Client) ack(req *socketmode.Request, start time.Time, payload any) {
 	if req == nil || req.EnvelopeID == "" {
 		return
+	}
+	if c.ackHTTP(req.EnvelopeID, start, payload) {
+		return // in HTTP mode the ack is the response
 	}
 	var err error
 	if payload != nil {
