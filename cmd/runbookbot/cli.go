@@ -76,15 +76,19 @@ and channels, and prints where to open them.`,
 		},
 		{
 			use:   "serve",
-			short: "Run the bot on Slack (Socket Mode) and/or Discord",
+			short: "Run the bot on Slack (Socket Mode or HTTP) and/or Discord",
 			long: `serve connects to Slack with Socket Mode (SLACK_BOT_TOKEN and
 SLACK_APP_TOKEN) and/or to Discord (DISCORD_BOT_TOKEN), runs what chat,
 alerts, schedules and the API start, and with --listen serves /metrics,
 /healthz, /readyz, /api/v1 and the Alertmanager receiver (POST /alertmanager).
-Who may do what comes from runbooks/rbac.yaml; --no-rbac turns it off.`,
+Who may do what comes from runbooks/rbac.yaml; --no-rbac turns it off.
+With --slack-mode http (SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, no app
+token) Slack posts events, /runbook and clicks to POST /slack/events on
+--listen instead (deploy/slack-app-manifest-http.yaml).`,
 			environment: append([]string{
 				"SLACK_BOT_TOKEN              Slack bot token (xoxb-...); with SLACK_APP_TOKEN, Slack is on",
 				"SLACK_APP_TOKEN              Slack app-level token for Socket Mode (xapp-...)",
+				"SLACK_SIGNING_SECRET         Slack app's signing secret; with --slack-mode http, every request to /slack/events must carry its signature",
 				"DISCORD_BOT_TOKEN            Discord bot token; set, Discord is on",
 			}, append(append([]string{}, botEnv...), integrationsEnv...)...),
 			flags:    func() *flag.FlagSet { fs, _ := serveFlags(new(botOptions)); return fs },

@@ -119,6 +119,8 @@ func flagValue(f *flag.Flag, t typed, toComplete string) ([]cobra.Completion, co
 		return withPrefix(toComplete, "manual", "alert", "schedule", "api"), noFiles
 	case "alert-platform":
 		return withPrefix(toComplete, "slack", "discord"), noFiles
+	case "slack-mode":
+		return withPrefix(toComplete, "socket", "http"), noFiles
 	case "runbook":
 		return runbookNames(t.runbooksDir(), toComplete, nil)
 	case "param":

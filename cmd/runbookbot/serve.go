@@ -47,6 +47,7 @@ type botOptions struct {
 	api             apiOptions
 	clock           engine.Clock
 	logger          *slog.Logger
+	slackMode       slackMode // Socket Mode or HTTP (slackhttp.go)
 }
 
 // runningBot is everything serve starts, for tests and dev to drive.
@@ -62,6 +63,8 @@ type runningBot struct {
 	metrics *metrics.Metrics
 	api     *triggers
 	health  *health // /healthz and /readyz on --listen; nil: checks made from the fields
+	// slackHTTP answers Slack on /slack/events in HTTP mode; nil otherwise.
+	slackHTTP *slackbot.HTTPEndpoint
 	// parts are the long-running parts run starts and waits for.
 	parts []func(ctx context.Context) error
 }
@@ -117,7 +120,10 @@ func openViews(ctx context.Context, store engine.Store, where string) (bot.ViewS
 // startBot wires the engine, store, RBAC and Slack, resumes unfinished
 // executions, and returns with the Socket Mode client ready to Run.
 func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot, error) {
-	if (o.botToken == "" || o.appToken == "") && (o.slackEnabled() || !o.discord.enabled()) {
+	if err := o.slackMode.check(); err != nil {
+		return nil, err
+	}
+	if (o.botToken == "" || (o.appToken == "" && !o.slackMode.http())) && (o.slackEnabled() || !o.discord.enabled()) {
 		return nil, errors.New("SLACK_BOT_TOKEN and SLACK_APP_TOKEN must be set (xoxb-… and xapp-…; see deploy/slack-app-manifest.yaml), or DISCORD_BOT_TOKEN (see deploy/discord/README.md)")
 	}
 	log := o.logger
@@ -242,9 +248,11 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	met.Gauge("runbookbot_alert_backlog", "Alertmanager notifications waiting to be handled", func() float64 { return float64(b.AlertBacklog()) })
 	parts = append(parts, b.Run, part(auth.Run))
 	var client *slackbot.Client
+	var slackHTTP *slackbot.HTTPEndpoint
 	if newSlackClient != nil {
 		client = newSlackClient(b)
-		parts = append(parts, client.Run)
+		run, ep := o.slackMode.run(client)
+		parts, slackHTTP = append(parts, run), ep
 	}
 	var dclient *discordbot.Client
 	if dplatform != nil {
@@ -271,7 +279,7 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		log.Error("resuming executions", "err", err)
 	}
 	log.Info("runbookbot ready", "runbooks", len(cat.Runbooks), "store", where, "resumed", n, "rbac", rbac != nil)
-	return &runningBot{eng: eng, bot: b, client: client, discord: dclient, store: store, views: viewsCloser, cat: cat, metrics: met, api: trig, parts: parts}, nil
+	return &runningBot{eng: eng, bot: b, client: client, discord: dclient, store: store, views: viewsCloser, cat: cat, metrics: met, api: trig, parts: parts, slackHTTP: slackHTTP}, nil
 }
 
 // auditURL is where audit events are mirrored: --audit-redis, else the
@@ -299,6 +307,7 @@ func serveFlags(o *botOptions) (*flag.FlagSet, *logFormat) {
 	fs.StringVar(&o.approvalChannel, "approval-channel", envOr("RUNBOOKBOT_APPROVAL_CHANNEL", "#incidents"), "`CHANNEL` where approval requests go"+env("RUNBOOKBOT_APPROVAL_CHANNEL"))
 	fs.StringVar(&o.apiURL, "slack-api-url", os.Getenv("SLACK_API_URL"), "Slack Web API base `URL` (for an emulator)"+env("SLACK_API_URL"))
 	o.discord.register(fs)
+	o.slackMode.register(fs)
 	o.api.register(fs)
 	fs.BoolVar(&o.noRBAC, "no-rbac", false, "allow everyone everything (four-eyes still applies)")
 	fs.StringVar(&o.alertChannels, "alert-channels", os.Getenv("RUNBOOKBOT_ALERT_CHANNELS"), "`CHANNELS` watched for alerts, comma-separated (default: every channel the bot is in)"+env("RUNBOOKBOT_ALERT_CHANNELS"))
@@ -315,7 +324,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 	if _, ok := parse(fs, args, stderr); !ok || !lf.apply(&o, stderr, slog.LevelDebug, "serve") {
 		return exitUsage
 	}
-	if !o.api.load(stderr) {
+	if !o.api.load(stderr) || !o.slackMode.load(o.listen, stderr) {
 		return exitUsage
 	}
 	o.botToken, o.appToken = os.Getenv("SLACK_BOT_TOKEN"), os.Getenv("SLACK_APP_TOKEN")
@@ -345,6 +354,9 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 func (r *runningBot) listen(addr string) error {
 	mux := http.NewServeMux()
 	mux.Handle("/alertmanager", r.api.receiver(r.bot.WebhookHandler()))
+	if r.slackHTTP != nil {
+		mux.Handle(slackbot.EventsPath, r.slackHTTP)
+	}
 	r.api.mountAPI(mux)
 	mux.Handle("/metrics", r.metrics.Handler())
 	r.healthHandlers().mount(mux)
