@@ -51,6 +51,8 @@ const maxBody = 1 << 20
 // after 3 s.
 const ackWait = 2500 * time.Millisecond
 
+const formType = "application/x-www-form-urlencoded"
+
 // httpEnvelope prefixes the envelope ids HTTP requests are given, so
 // Client.ack knows the ack is an HTTP response.
 const httpEnvelope = "http-"
@@ -68,6 +70,10 @@ type HTTPEndpoint struct {
 	stopped bool
 
 	events recent // event ids handled: retries are not handled twice
+	// forms are the signatures of slash commands and interactions taken
+	// within the replay window: Slack sends each once, so the same one
+	// again is a replay (events are told apart by event_id instead).
+	forms recent
 }
 
 // NewHTTPEndpoint serves Slack's HTTP requests through c's handlers.
@@ -82,6 +88,7 @@ func NewHTTPEndpoint(c *Client, o HTTPOptions) (*HTTPEndpoint, error) {
 		c:        c,
 		verifier: verifier{secret: []byte(o.SigningSecret), now: o.Now},
 		events:   recent{ttl: time.Hour, max: 100000, now: o.Now},
+		forms:    recent{ttl: 2 * ReplayWindow, max: 100000, now: o.Now},
 	}, nil
 }
 
@@ -108,7 +115,11 @@ func (h *HTTPEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	if err := h.verifier.verify(r.Header, body); err != nil {
+	err = h.verifier.verify(r.Header, body)
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && ct == formType && !h.forms.add(r.Header.Get("X-Slack-Signature")) {
+		err = errReplayed
+	}
+	if err != nil {
 		// The reason is one of verify's fixed texts: no secret, no
 		// signature, no body.
 		h.c.log.Warn("refused a request to the Slack endpoint", "reason", err.Error(), "remote", r.RemoteAddr)
@@ -191,7 +202,7 @@ func (h *HTTPEndpoint) envelope(hd http.Header, body []byte) (evt *socketmode.Ev
 	switch ct {
 	case "application/json":
 		return h.eventsAPI(hd, body)
-	case "application/x-www-form-urlencoded":
+	case formType:
 		form, err := url.ParseQuery(string(body))
 		if err != nil {
 			return nil, nil, err

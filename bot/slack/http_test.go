@@ -126,16 +126,22 @@ func noSecret(t *testing.T, s string) {
 	}
 }
 
+// Slack sends a command or an interaction once: the same signed request
+// again, even within the window, is a replay.
 func TestHTTPEndpointRefusesAnExactReplay(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	h, logs := endpoint(t, now)
-	first := signed(t, secret, now, "application/json", challenge)
-	again := signed(t, secret, now, "application/json", challenge) // the same headers and body, sent twice
+	body := rejectForm(" ")
+	first := signed(t, secret, now, formType, body)
+	again := signed(t, secret, now, formType, body) // the same headers and body, sent twice
 	if w := serve(h, first); w.Code != http.StatusOK {
 		t.Fatalf("first: %d", w.Code)
 	}
-	if w := serve(h, again); w.Code != http.StatusUnauthorized {
-		t.Errorf("the same signed request again: %d, want 401", w.Code)
+	if w := serve(h, again); w.Code != http.StatusUnauthorized || strings.Contains(w.Body.String(), "errors") {
+		t.Errorf("the same signed request again: %d %s, want 401", w.Code, w.Body)
+	}
+	if got := len(h.c.AckLatencies()); got != 1 {
+		t.Errorf("the form reached the bot %d times, want 1", got)
 	}
 	noSecret(t, logs.String())
 }
@@ -169,10 +175,11 @@ func TestHTTPEndpointHandlesAnEventOnce(t *testing.T) {
 		}
 	}
 	send(event("Ev01"), now, 0)
+	send(event("Ev01"), now, 1) // signed the same second: the same signature
 	send(event("Ev01"), now.Add(time.Second), 1)
 	send(event("Ev01"), now.Add(2*time.Second), 2)
 	if got := len(h.c.AckLatencies()); got != 1 {
-		t.Errorf("the event and two retries reached the bot %d times, want 1", got)
+		t.Errorf("the event and three retries reached the bot %d times, want 1", got)
 	}
 	send(event("Ev02"), now.Add(3*time.Second), 0)
 	if got := len(h.c.AckLatencies()); got != 2 {
@@ -186,11 +193,7 @@ func TestHTTPEndpointHandlesAnEventOnce(t *testing.T) {
 func TestHTTPEndpointAnswersFieldErrorsInTheBody(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	h, _ := endpoint(t, now)
-	payload := `{"type":"view_submission","user":{"id":"U1"},"view":{"id":"V1","callback_id":"reject",` +
-		`"private_metadata":"{\"l\":\"reject ex-1/a-1\",\"c\":\"C1\"}",` +
-		`"state":{"values":{"comment":{"comment":{"type":"plain_text_input","value":" "}}}}}}`
-	body := []byte(url.Values{"payload": {payload}}.Encode())
-	w := serve(h, signed(t, secret, now, "application/x-www-form-urlencoded", body))
+	w := serve(h, signed(t, secret, now, formType, rejectForm(" ")))
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d %s", w.Code, w.Body)
 	}
@@ -204,6 +207,14 @@ func TestHTTPEndpointAnswersFieldErrorsInTheBody(t *testing.T) {
 	if got.Action != "errors" || got.Errors["comment"] == "" {
 		t.Errorf("answer = %s, want the comment field's error", w.Body)
 	}
+}
+
+// rejectForm is the reject form submitted with comment, as Slack posts it.
+func rejectForm(comment string) []byte {
+	payload := `{"type":"view_submission","user":{"id":"U1"},"view":{"id":"V1","callback_id":"reject",` +
+		`"private_metadata":"{\"l\":\"reject ex-1/a-1\",\"c\":\"C1\"}",` +
+		`"state":{"values":{"comment":{"comment":{"type":"plain_text_input","value":` + strconv.Quote(comment) + `}}}}}}`
+	return []byte(url.Values{"payload": {payload}}.Encode())
 }
 
 func TestNewHTTPEndpointNeedsASecret(t *testing.T) {
