@@ -328,3 +328,37 @@ func TestSlackHTTPManifest(t *testing.T) {
 		t.Error("the HTTP manifest's scopes, events or commands differ from the Socket Mode one's")
 	}
 }
+
+// Reject asks for a reason in a form; over HTTP the form's field error is
+// the response to the submission, and the decision follows.
+func TestSlackHTTPModeRejectWithComment(t *testing.T) {
+	h, hm, _ := newHTTPE2E(t)
+	parent, approval := h.startProduction()
+	h.click("bob", approval, "approval:reject:reject")
+	var view slackemu.View
+	h.waitFor("the reject form", func() bool {
+		for _, v := range h.emu.Views() {
+			if v.CallbackID == "reject" && v.Open {
+				view = v
+				return true
+			}
+		}
+		return false
+	})
+	if err := h.emu.SubmitView(h.users["bob"], view.ID, map[string]map[string]string{"comment": {"comment": " "}}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the form error", func() bool { v, _ := h.emu.View(view.ID); return v.Errors["comment"] != "" })
+	if d := delivered(t, hm, "interactive", "view_submission"); !strings.Contains(string(d.Response), `"response_action":"errors"`) {
+		t.Errorf("the empty reason was answered %d %s, want the field error in the body", d.Status, d.Response)
+	}
+	if err := h.emu.SubmitView(h.users["bob"], view.ID, map[string]map[string]string{"comment": {"comment": "look at the heap dump first"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.message(h.incident, "the rejection", func(m slackemu.Message) bool {
+		return m.TS == approval.TS && strings.Contains(body(m), "Rejected by <@"+h.users["bob"]+">") && strings.Contains(body(m), "look at the heap dump first")
+	})
+	h.message(h.ops, "the parent showing aborted", func(m slackemu.Message) bool {
+		return m.TS == parent.TS && strings.Contains(body(m), "*Aborted*")
+	})
+}
