@@ -124,6 +124,9 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		return nil, err
 	}
 	if (o.botToken == "" || (o.appToken == "" && !o.slackMode.http())) && (o.slackEnabled() || !o.discord.enabled()) {
+		if o.slackMode.http() {
+			return nil, errors.New("SLACK_BOT_TOKEN must be set (xoxb-…; with --slack-mode http no app token is needed, see deploy/slack-app-manifest-http.yaml), or DISCORD_BOT_TOKEN (see deploy/discord/README.md)")
+		}
 		return nil, errors.New("SLACK_BOT_TOKEN and SLACK_APP_TOKEN must be set (xoxb-… and xapp-…; see deploy/slack-app-manifest.yaml), or DISCORD_BOT_TOKEN (see deploy/discord/README.md)")
 	}
 	log := o.logger
@@ -244,6 +247,8 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	}
 	b = bot.New(bcfg)
 	met.Counter("runbookbot_chat_rate_limited_total", "Chat calls refused with 429 (retried)", func() float64 { return float64(b.Stats().RateLimited) })
+	met.Counter("runbookbot_chat_paced_total", "Chat calls held back before sending because the platform's limit would refuse them (retried; no 429)", func() float64 { return float64(b.Stats().Paced) })
+	met.Gauge("runbookbot_chat_outbox_pending", "Renders waiting to be sent to chat", func() float64 { return float64(b.OutboxPending()) })
 	met.Counter("runbookbot_chat_errors_total", "Chat calls that failed", func() float64 { return float64(b.Stats().Errors) })
 	met.Gauge("runbookbot_alert_backlog", "Alertmanager notifications waiting to be handled", func() float64 { return float64(b.AlertBacklog()) })
 	parts = append(parts, b.Run, part(auth.Run))
