@@ -71,8 +71,11 @@ type alertState struct {
 	pending  map[string]pendingRun
 	channels map[string]bool
 	notices  map[string]*notice
-	rooting  map[string]bool   // alert fingerprints whose thread root is queued
-	storms   map[string]*storm // by platform|channel
+	rooting  map[string]bool // alert fingerprints whose thread root is queued
+	// resolving are resolutions of alerts whose thread root is queued,
+	// said in the thread once it is posted.
+	resolving map[string]alerts.Alert
+	storms    map[string]*storm // by platform|channel
 }
 
 func (b *Bot) alertsOn() bool { return b.cfg.Alerts != nil && b.cfg.Alerts.Matcher != nil }
@@ -109,6 +112,14 @@ func (b *Bot) HandleChannelMessage(ctx context.Context, m ChannelMessage) {
 	as, err := b.cfg.Alerts.Rules.ParseSlackMessage(alerts.SlackMessage{Text: m.Text, Attachments: m.Attachments, Username: m.Username, BotID: m.BotID})
 	if err != nil {
 		return // chatter, not an alert
+	}
+	// The parser reads every platform's alert messages alike; the alert
+	// came from the platform it was posted on (a Discord embed is not a
+	// Slack message).
+	for i := range as {
+		if m.Platform != "" {
+			as[i].Source = m.Platform
+		}
 	}
 	c := b.chats[m.Platform]
 	if c == nil {
@@ -518,6 +529,9 @@ func (b *Bot) HandleAlertGroup(ctx context.Context, g alerts.Group) {
 			continue
 		}
 		if !a.Firing() {
+			if ch, ts, ok := b.resolveLater(a); ok {
+				b.handleAlert(ctx, c, a, ch, ts) // the thread was posted meanwhile
+			}
 			continue
 		}
 		ch = b.cfg.Alerts.WebhookChannel

@@ -218,10 +218,21 @@ func (b *Bot) Stats() Stats {
 		x := c.out.snapshot()
 		s.Sent += x.Sent
 		s.RateLimited += x.RateLimited
+		s.Paced += x.Paced
 		s.Errors += x.Errors
 		s.Skipped += x.Skipped
 	}
 	return s
+}
+
+// OutboxPending is how many renders wait to be sent (or are being sent)
+// to chat, over every platform.
+func (b *Bot) OutboxPending() int {
+	n := 0
+	for _, c := range b.order {
+		n += c.out.queued()
+	}
+	return n
 }
 
 // chatFor returns the platform an execution is shown on, or nil.

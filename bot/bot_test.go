@@ -23,6 +23,10 @@ type fakePlatform struct {
 	calls []string           // "post <conv> <key>", "update <key>"
 	fail  error
 	whisp []string
+	// name is the platform's name (default "fake").
+	name string
+	// failFor, when set, is asked before every call; its error fails it.
+	failFor func(call, conv string) error
 }
 
 func newFake() *fakePlatform {
@@ -36,7 +40,12 @@ func key(m Message) string {
 	return ""
 }
 
-func (f *fakePlatform) Name() string { return "fake" }
+func (f *fakePlatform) Name() string {
+	if f.name != "" {
+		return f.name
+	}
+	return "fake"
+}
 func (f *fakePlatform) Limits() Limits {
 	return Limits{PostBurst: 100, PostEvery: time.Millisecond, UpdateBurst: 100, UpdateEvery: time.Millisecond}
 }
@@ -46,6 +55,11 @@ func (f *fakePlatform) Post(_ context.Context, conv, thread string, m Message) (
 	defer f.mu.Unlock()
 	if f.fail != nil {
 		return MessageRef{}, f.fail
+	}
+	if f.failFor != nil {
+		if err := f.failFor("post", conv); err != nil {
+			return MessageRef{}, err
+		}
 	}
 	f.n++
 	id := fmt.Sprintf("m%04d", f.n)
@@ -163,12 +177,20 @@ type harness struct {
 	// elapsedEvery is Config.ElapsedEvery (default: never, so that tests
 	// count only the calls events cause).
 	elapsedEvery time.Duration
-	eng          *engine.Engine
-	bot          *Bot
-	stop         func()
+	// alerts is Config.Alerts (default none).
+	alerts *AlertConfig
+	eng    *engine.Engine
+	bot    *Bot
+	stop   func()
 }
 
 func newHarness(t *testing.T) *harness {
+	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with setup applied before the bot starts.
+func newHarnessWith(t *testing.T, setup func(h *harness)) *harness {
 	t.Helper()
 	reg := engine.NewRegistry()
 	engine.RegisterBuiltins(reg, nil)
@@ -179,6 +201,9 @@ func newHarness(t *testing.T) *harness {
 	}
 	h := &harness{t: t, store: enginetest.NewMemStore(), views: NewMemoryViews(), cat: cat, reg: reg, p: newFake(), elapsedEvery: -1,
 		clock: enginetest.NewFakeClock(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))}
+	if setup != nil {
+		setup(h)
+	}
 	h.start()
 	t.Cleanup(func() { h.stop() })
 	return h
@@ -193,7 +218,7 @@ func (h *harness) start() {
 func (h *harness) startWith(recover bool) {
 	h.eng = engine.New(engine.Config{Store: h.store, Registry: h.reg, Catalog: h.cat, Clock: h.clock})
 	h.bot = New(Config{Engine: h.eng, Views: h.views, Chats: []Chat{{Platform: h.p, ApprovalChannel: "#approvals", Limits: h.limits}},
-		SweepEvery: 50 * time.Millisecond, RetryEvery: 10 * time.Millisecond, ElapsedEvery: h.elapsedEvery, Now: h.clock.Now})
+		SweepEvery: 50 * time.Millisecond, RetryEvery: 10 * time.Millisecond, ElapsedEvery: h.elapsedEvery, Now: h.clock.Now, Alerts: h.alerts})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.bot.Run(ctx) }()
@@ -214,7 +239,7 @@ func (h *harness) startWith(recover bool) {
 
 func (h *harness) do(user, line string) Response {
 	h.t.Helper()
-	return h.bot.Handle(context.Background(), Request{Platform: "fake", User: user, Conversation: "#ops", Line: line})
+	return h.bot.Handle(context.Background(), Request{Platform: h.p.Name(), User: user, Conversation: "#ops", Line: line})
 }
 
 func (h *harness) flush() {

@@ -123,7 +123,12 @@ type outbox struct {
 
 // Stats counts what the outbox did.
 type Stats struct {
-	Sent, RateLimited, Errors, Skipped int
+	Sent, Errors, Skipped int
+	// RateLimited counts calls the platform refused with a 429.
+	RateLimited int
+	// Paced counts calls the platform held back before sending them,
+	// because it knew they would be rate limited (no 429 was answered).
+	Paced int
 }
 
 func newOutbox(limits Limits, log *slog.Logger) *outbox {
@@ -359,7 +364,11 @@ func (o *outbox) finish(it *item, err error, skipped bool) {
 		o.stats.Sent++
 		it.attempts = 0
 	case rl != nil:
-		o.stats.RateLimited++
+		if rl.Predicted {
+			o.stats.Paced++
+		} else {
+			o.stats.RateLimited++
+		}
 		it.queued = true
 	default:
 		o.stats.Errors++
@@ -383,6 +392,19 @@ func (o *outbox) finish(it *item, err error, skipped bool) {
 	case o.wake <- struct{}{}:
 	default:
 	}
+}
+
+// queued counts the sends waiting or in flight.
+func (o *outbox) queued() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, it := range o.items {
+		if it.queued || it.inflight {
+			n++
+		}
+	}
+	return n
 }
 
 func (o *outbox) snapshot() Stats {

@@ -3,8 +3,11 @@ package bot
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/runbookbot/runbookbot/engine"
 )
 
 // A conversation's last post token is kept for what matters: with two
@@ -30,5 +33,45 @@ func TestOutboxKeepsTheLastPostTokenForUrgentPosts(t *testing.T) {
 	o.add(mark{key: "parent", conv: "#ops", kind: kindPost, prio: prioUrgent, ready: true, send: nop})
 	if it, _, _, _ := o.next(now); it == nil || it.key != "parent" {
 		t.Fatalf("send after the parent was queued = %v, want the parent", it)
+	}
+}
+
+// Calls a platform holds back because it knows they would be refused are
+// counted apart from 429s the platform answered, and the outbox's queue
+// length is visible while they wait.
+func TestPacedCallsAreNotCountedAs429s(t *testing.T) {
+	h := newHarness(t)
+	var held atomic.Bool
+	var paced, refused atomic.Int32
+	held.Store(true)
+	h.p.mu.Lock()
+	h.p.failFor = func(_, conv string) error {
+		switch {
+		case conv != "#ops":
+		case held.Load():
+			paced.Add(1)
+			return &RateLimitedError{RetryAfter: 5 * time.Millisecond, Predicted: true}
+		case refused.Add(1) == 1:
+			return &RateLimitedError{RetryAfter: 5 * time.Millisecond}
+		}
+		return nil
+	}
+	h.p.mu.Unlock()
+	if err := h.bot.Notify(context.Background(), engine.Notification{Channels: []string{"#ops"}, Message: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two calls held back", func() bool { return paced.Load() >= 2 })
+	if n := h.bot.OutboxPending(); n != 1 {
+		t.Errorf("OutboxPending while the post is held back = %d, want 1", n)
+	}
+	held.Store(false)
+	waitFor(t, "the post", func() bool { return len(h.p.posts("#ops", "")) == 1 })
+	h.flush()
+	st := h.bot.Stats()
+	if st.RateLimited != 1 || st.Paced != int(paced.Load()) || st.Sent != 1 {
+		t.Errorf("stats = %+v, want 1 sent, 1 rate limited (the real 429) and %d paced", st, paced.Load())
+	}
+	if n := h.bot.OutboxPending(); n != 0 {
+		t.Errorf("OutboxPending once sent = %d, want 0", n)
 	}
 }

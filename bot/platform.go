@@ -51,7 +51,13 @@ type Limits struct {
 }
 
 // RateLimitedError says the platform refused a call for RetryAfter.
-type RateLimitedError struct{ RetryAfter time.Duration }
+type RateLimitedError struct {
+	RetryAfter time.Duration
+	// Predicted says the platform did not send the call: it knew the
+	// call would be refused (its rate-limit headers said so) and held it
+	// back. Otherwise the platform answered 429.
+	Predicted bool
+}
 
 func (e *RateLimitedError) Error() string {
 	return fmt.Sprintf("rate limited, retry after %s", e.RetryAfter)

@@ -79,8 +79,19 @@ func (b *Bot) openAlertThread(c *chat, channel string, a alerts.Alert) {
 			if errors.As(err, &rl) {
 				return err // requeued by the outbox
 			}
+			var resolved *alerts.Alert
+			if err == nil {
+				// The thread is known before the root stops being
+				// queued, so a resolution arriving now finds one or the
+				// other (resolveLater).
+				b.cfg.Alerts.Tracker.SetThread(a.Fingerprint, ref.Conversation, ref.ID)
+			}
 			b.alerts.mu.Lock()
 			delete(b.alerts.rooting, a.Fingerprint)
+			if r, ok := b.alerts.resolving[a.Fingerprint]; ok && err == nil {
+				resolved = &r
+				delete(b.alerts.resolving, a.Fingerprint)
+			}
 			b.alerts.mu.Unlock()
 			st.mu.Lock()
 			for i, w := range st.waiting {
@@ -99,10 +110,34 @@ func (b *Bot) openAlertThread(c *chat, channel string, a alerts.Alert) {
 				return err
 			}
 			c.out.learn(channel, ref.Conversation)
-			b.cfg.Alerts.Tracker.SetThread(a.Fingerprint, ref.Conversation, ref.ID)
-			b.goOwned(func(ctx context.Context) { b.handleAlert(ctx, c, a, ref.Conversation, ref.ID) })
+			b.goOwned(func(ctx context.Context) {
+				b.handleAlert(ctx, c, a, ref.Conversation, ref.ID)
+				if resolved != nil {
+					// It resolved while its thread was queued: say so
+					// in the thread, after the alert's own replies.
+					b.handleAlert(ctx, c, *resolved, ref.Conversation, ref.ID)
+				}
+			})
 			return nil
 		}})
+}
+
+// resolveLater keeps the resolution of an alert whose thread root is
+// queued, to be said in the thread once it is posted. When the root was
+// posted meanwhile it returns the thread instead; when the alert has no
+// thread coming, the resolution has nowhere to go and is dropped.
+func (b *Bot) resolveLater(a alerts.Alert) (channel, thread string, posted bool) {
+	b.alerts.mu.Lock()
+	defer b.alerts.mu.Unlock()
+	if b.alerts.rooting[a.Fingerprint] {
+		if b.alerts.resolving == nil {
+			b.alerts.resolving = map[string]alerts.Alert{}
+		}
+		b.alerts.resolving[a.Fingerprint] = a
+		return "", "", false
+	}
+	// The root's send sets the thread before it stops rooting.
+	return b.cfg.Alerts.Tracker.Thread(a.Fingerprint)
 }
 
 // showStorm posts or edits a channel's storm message. It is urgent while

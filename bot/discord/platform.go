@@ -234,7 +234,7 @@ const (
 // empty, so it is not sent.
 func (p *Platform) ready(method, path string) error {
 	if d := p.lim.wait(routeKey(method, path)); d > 0 {
-		return &bot.RateLimitedError{RetryAfter: d}
+		return &bot.RateLimitedError{RetryAfter: d, Predicted: true}
 	}
 	return nil
 }
