@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/runbookbot/runbookbot/bot"
@@ -48,6 +49,7 @@ type Client struct {
 	wg        sync.WaitGroup
 	acksMu    sync.Mutex
 	acks      []time.Duration
+	connected atomic.Bool // between Slack's hello and the socket's loss
 	httpAcks  sync.Map // envelope id → chan any: acks that are HTTP responses (http.go)
 }
 
@@ -89,9 +91,15 @@ func (c *Client) AckLatencies() []time.Duration {
 	return append([]time.Duration(nil), c.acks...)
 }
 
+// Connected reports whether the Socket Mode connection is up: true from
+// Slack's hello until the socket is lost (a reconnect, a connection error)
+// or Run returns. In HTTP mode there is no socket and it stays false.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
 // Run reads Socket Mode events until ctx ends, and returns once every
 // handler it started has finished.
 func (c *Client) Run(ctx context.Context) error {
+	defer c.connected.Store(false)
 	errc := make(chan error, 1)
 	go func() { errc <- c.sm.RunContext(ctx) }()
 	defer c.wg.Wait()
@@ -161,6 +169,11 @@ func (c *Client) dispatch(ctx context.Context, evt socketmode.Event) {
 	switch evt.Type {
 	case socketmode.EventTypeHello:
 		// hello carries no envelope id: nothing to ack.
+		c.connected.Store(true)
+	case socketmode.EventTypeConnecting, socketmode.EventTypeDisconnect:
+		// The socket is gone (slack-go reconnects): not connected until
+		// the next hello.
+		c.connected.Store(false)
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := evt.Data.(slack.SlashCommand)
 		if !ok || !bot.AnswerInAck(cmd.Text) {
@@ -186,6 +199,7 @@ func (c *Client) dispatch(ctx context.Context, evt socketmode.Event) {
 			c.spawn(func() { c.event(hctx, ev) })
 		}
 	case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
+		c.connected.Store(false)
 		c.log.Error("slack connection problem", "type", evt.Type, "data", fmt.Sprint(evt.Data))
 	default:
 		c.ack(evt.Request, start, nil)

@@ -104,12 +104,17 @@ type connectionState interface {
 }
 
 // readyChecks are a running bot's readiness conditions: each chat platform
-// is connected (when its client can tell; Slack's is otherwise asked
-// through slackProbe, its auth.test) and the store takes writes.
+// is connected (Slack's Socket Mode connection is up, Discord's gateway has
+// said READY) and the store takes writes. In Slack's HTTP mode there is no
+// connection to watch: Slack is asked through slackProbe (auth.test).
 func (r *runningBot) readyChecks(slackProbe func(ctx context.Context) error) []readyCheck {
 	var checks []readyCheck
 	if r.client != nil {
-		checks = append(checks, readyCheck{"slack", chatCheck(r.client, slackProbe, 5*time.Second)})
+		var conn any = r.client
+		if r.slackHTTP != nil {
+			conn = nil // no socket: the probe says whether Slack answers
+		}
+		checks = append(checks, readyCheck{"slack", chatCheck(conn, slackProbe, 5*time.Second)})
 	}
 	if r.discord != nil {
 		checks = append(checks, readyCheck{"discord", chatCheck(r.discord, nil, 0)})

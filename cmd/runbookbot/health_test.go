@@ -74,13 +74,26 @@ func TestDevServesHealthReadinessAndMetrics(t *testing.T) {
 	if st, body := get(t, base+"healthz"); st != http.StatusOK || strings.TrimSpace(body) != "ok" {
 		t.Errorf("/healthz = %d %q", st, body)
 	}
-	st, body := get(t, base+"readyz")
-	if st != http.StatusOK || !strings.Contains(body, "[+]slack ok") || !strings.Contains(body, "[+]store ok") {
-		t.Errorf("/readyz = %d %q, want 200 with slack and store ok", st, body)
+	// Ready once the Socket Mode connection is up (a moment after start).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, body := get(t, base+"readyz")
+		if st == http.StatusOK && strings.Contains(body, "[+]slack ok") && strings.Contains(body, "[+]store ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz = %d %q, want 200 with slack and store ok", st, body)
+		}
+		time.Sleep(20 * time.Millisecond) // polling /readyz with a deadline
 	}
-	st, body = get(t, base+"metrics")
+	st, body := get(t, base+"metrics")
 	if st != http.StatusOK || !strings.Contains(body, "runbookbot_chat_rate_limited_total") || !strings.Contains(body, "runbookbot_alert_backlog") {
 		t.Errorf("/metrics = %d, want the bot's metrics:\n%.400s", st, body)
+	}
+	for _, series := range []string{"\nrunbookbot_chat_paced_total ", "\nrunbookbot_chat_outbox_pending "} {
+		if !strings.Contains(body, series) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(series))
+		}
 	}
 	if st, _ := get(t, base); st != http.StatusOK {
 		t.Errorf("the playground page = %d after mounting the health endpoints", st)
@@ -218,4 +231,38 @@ func TestReadyzSaysWhyNot(t *testing.T) {
 			t.Errorf("a hanging check: %d %q", code, body)
 		}
 	})
+}
+
+// /readyz follows the Socket Mode connection itself: when Slack drops the
+// socket and cannot be reached again, serve answers 503 naming Slack (while
+// the Web API's auth.test would still pass); once it reconnects, 200.
+func TestReadyzFollowsTheSlackConnection(t *testing.T) {
+	h := newE2E(t, false)
+	h.stop()
+	h.opts.listen = "127.0.0.1:0"
+	h.start()
+	url := "http://" + h.rb.addr + "/readyz"
+	waitReady := func(what string, want int, says string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, body := get(t, url)
+			if st == want && strings.Contains(body, says) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: /readyz = %d %q, want %d with %q", what, st, body, want, says)
+			}
+			time.Sleep(20 * time.Millisecond) // polling /readyz with a deadline
+		}
+	}
+	waitReady("connected", http.StatusOK, "[+]slack ok")
+	h.emu.RefuseConnections(true)
+	h.emu.DropConnections()
+	waitReady("socket lost", http.StatusServiceUnavailable, "[-]slack: not connected")
+	if st, body := get(t, url); !strings.Contains(body, "[+]store ok") {
+		t.Errorf("with Slack down the store is still fine: %d %q", st, body)
+	}
+	h.emu.RefuseConnections(false)
+	waitReady("reconnected", http.StatusOK, "[+]slack ok")
 }

@@ -101,6 +101,7 @@ type socketState struct {
 	timeouts int
 	connects int
 	pongs    int
+	refusing bool // apps.connections.open fails (Slack's side is down)
 }
 
 func (st *socketState) init() {
@@ -429,6 +430,16 @@ func (s *Server) DropConnections() {
 	for _, c := range cs {
 		c.close()
 	}
+}
+
+// RefuseConnections makes Slack's Socket Mode unreachable (on) or
+// reachable again (off): while on, apps.connections.open answers
+// internal_error, so a client that lost its socket keeps retrying. With
+// DropConnections it takes an app offline until it is turned off.
+func (s *Server) RefuseConnections(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sock.refusing = on
 }
 
 // Connections returns the number of sockets currently receiving envelopes.

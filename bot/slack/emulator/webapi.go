@@ -225,6 +225,9 @@ func (s *Server) checkToken(kind, token string) *apiErr {
 }
 
 func (s *Server) apiConnectionsOpen(*apiReq) (map[string]any, *apiErr) {
+	if s.sock.refusing {
+		return nil, &apiErr{code: "internal_error"}
+	}
 	return map[string]any{"url": s.openTicketLocked()}, nil
 }
 
