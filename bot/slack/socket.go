@@ -50,7 +50,7 @@ type Client struct {
 	acksMu    sync.Mutex
 	acks      []time.Duration
 	connected atomic.Bool // between Slack's hello and the socket's loss
-	httpAcks  sync.Map // envelope id → chan any: acks that are HTTP responses (http.go)
+	httpAcks  sync.Map    // envelope id → chan any: acks that are HTTP responses (http.go)
 }
 
 // NewAPI returns a Web API client for cfg.
