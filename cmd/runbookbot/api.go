@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"time"
 
 	"github.com/runbookbot/runbookbot/commands"
 	"github.com/runbookbot/runbookbot/commands/api"
@@ -114,36 +112,9 @@ func (a *apiOptions) addDemoToken(user string) (string, error) {
 	return tok, a.tokens.Add(e)
 }
 
-// serveDevAPI serves the API of a dev playground on addr (the playground's
-// own address is the emulator's); it is one of rb's parts.
-func (r *runningBot) serveDevAPI(addr string) (string, error) {
-	if r.api == nil {
-		return "", errors.New("no API")
-	}
-	mux := http.NewServeMux()
-	r.api.mountAPI(mux)
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("API: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	r.parts = append(r.parts, func(ctx context.Context) error {
-		stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
-		defer stop()
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("API: %w", err)
-		}
-		return nil
-	})
-	return "http://" + l.Addr().String() + "/api/v1", nil
-}
-
-// devAPIAddr is where dev serves the API: --api-addr, else a free port on
-// the playground's host.
-func devAPIAddr(addr, apiAddr string) string {
-	if apiAddr != "" {
-		return apiAddr
-	}
+// devSideAddr is where dev serves a side playground of its own (the
+// PagerDuty emulator): a free port on the playground's host.
+func devSideAddr(addr string) string {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = "127.0.0.1"

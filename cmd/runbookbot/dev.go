@@ -22,8 +22,7 @@ func devFlags(o *botOptions) (*flag.FlagSet, devFlagValues) {
 	o.register(fs)
 	o.api.register(fs)
 	return fs, devFlagValues{
-		apiAddr:     fs.String("api-addr", "", "`ADDR` where the playground serves /api/v1 (default: a free port beside --addr)"),
-		addr:        fs.String("addr", "127.0.0.1:3000", "`ADDR` where the playground listens (Slack emulator, /healthz, /readyz, /metrics)"),
+		addr:        fs.String("addr", "127.0.0.1:3000", "`ADDR` where the playground listens (Slack emulator, the API at /api/v1, /healthz, /readyz, /metrics)"),
 		discordAddr: fs.String("discord-addr", "", "`ADDR` where the Discord playground listens (default: the port after --addr; \"off\": no Discord)"),
 		rbac:        fs.Bool("rbac", false, "enforce runbooks/rbac.yaml (the playground's users are not in it)"),
 		lf:          registerLogFormat(fs),
@@ -32,15 +31,15 @@ func devFlags(o *botOptions) (*flag.FlagSet, devFlagValues) {
 
 // devFlagValues are dev's own flags.
 type devFlagValues struct {
-	apiAddr, addr, discordAddr *string
-	rbac                       *bool
-	lf                         *logFormat
+	addr, discordAddr *string
+	rbac              *bool
+	lf                *logFormat
 }
 
 func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var o botOptions
 	fs, f := devFlags(&o)
-	apiAddr, addr, discordAddr, rbac, lf := f.apiAddr, f.addr, f.discordAddr, f.rbac, f.lf
+	addr, discordAddr, rbac, lf := f.addr, f.discordAddr, f.rbac, f.lf
 	if _, ok := parse(fs, args, stderr); !ok || !lf.apply(&o, stderr, slog.LevelInfo, "dev") {
 		return exitUsage
 	}
@@ -53,7 +52,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		o.dataDir = filepath.Join(dir, "dev")
 	}
 	emu := slackemu.New(slackemu.Options{Addr: *addr, BotToken: "xoxb-dev", AppToken: "xapp-dev"})
-	// The emulator, /healthz, /readyz and /metrics share the address.
+	// The emulator, the API, /healthz, /readyz and /metrics share the
+	// address.
 	srv, err := serveDev(emu, *addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot dev: starting the Slack playground on %s: %v (try --addr 127.0.0.1:0)\n", *addr, err)
@@ -87,12 +87,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer rb.close()
 	srv.attach(rb, slackProbe(o))
-	apiURL, err := rb.serveDevAPI(devAPIAddr(*addr, *apiAddr))
-	if err != nil {
-		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
-		return exitFailure
-	}
-	incidentsURL, err := rb.devIncidents(devAPIAddr(*addr, ""), o.logger) // a local PagerDuty the timelines go to
+	apiURL := emu.URL() + "api/v1"
+	incidentsURL, err := rb.devIncidents(devSideAddr(*addr), o.logger) // a local PagerDuty the timelines go to
 	if err != nil {
 		fmt.Fprintf(stderr, "runbookbot dev: %v\n", err)
 		return exitFailure

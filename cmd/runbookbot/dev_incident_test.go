@@ -13,7 +13,8 @@ import (
 
 // `runbookbot dev` serves a PagerDuty emulator and writes every
 // execution's incident timeline to it: a run started over the playground's
-// API shows up on the incidents page, resolved, with its steps.
+// API (on the playground's own address, with the printed demo token) shows
+// up on the incidents page, resolved, with its steps.
 func TestDevShowsIncidentTimelines(t *testing.T) {
 	t.Setenv("RUNBOOKBOT_INCIDENT_CONFIG", "")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -26,10 +27,13 @@ func TestDevShowsIncidentTimelines(t *testing.T) {
 			"--data-dir", filepath.Join(t.TempDir(), "data")}, strings.NewReader(""), outW, &errs)
 		outW.Close()
 	}()
-	var apiURL, token, page string
+	var base, apiURL, token, page string
 	sc := bufio.NewScanner(outR)
 	for sc.Scan() {
 		l := sc.Text()
+		if u, ok := strings.CutPrefix(l, "runbookbot playground: "); ok {
+			base = u
+		}
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "API: "); ok {
 			apiURL, token, _ = strings.Cut(rest, " · demo token (acts as bob): ")
 		}
@@ -42,6 +46,11 @@ func TestDevShowsIncidentTimelines(t *testing.T) {
 	if page == "" || apiURL == "" || token == "" {
 		cancel()
 		t.Fatalf("dev printed no incidents page or API (page %q, API %q); exit %d, stderr:\n%s", page, apiURL, <-code, errs.String())
+	}
+	// The API shares the playground's address with the Slack emulator,
+	// whose Web API is at /api/.
+	if apiURL != base+"api/v1" {
+		t.Errorf("dev's API is at %s, want %sapi/v1 (the playground's address)", apiURL, base)
 	}
 	req, _ := http.NewRequest(http.MethodPost, apiURL+"/executions", strings.NewReader(`{"runbook":"example-echo","parameters":{"service":"checkout"}}`))
 	req.Header.Set("Authorization", "Bearer "+token)

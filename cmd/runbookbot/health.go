@@ -246,12 +246,14 @@ func probeDir(dir string) error {
 }
 
 // devServer serves the playground: the Slack emulator, and the bot's
-// /healthz, /readyz and /metrics, on one address. It owns its serving
-// goroutine; close waits for it.
+// /healthz, /readyz, /metrics and HTTP API (/api/v1, beside the emulator's
+// Web API at /api/), on one address. It owns its serving goroutine; close
+// waits for it.
 type devServer struct {
 	srv     *http.Server
 	health  *health
 	metrics atomic.Pointer[http.Handler]
+	api     atomic.Pointer[http.Handler]
 	done    chan struct{}
 }
 
@@ -266,13 +268,10 @@ func serveDev(emu *slackemu.Server, addr string) (*devServer, error) {
 	d := &devServer{health: newHealth(nil), done: make(chan struct{})}
 	mux := http.NewServeMux()
 	d.health.mount(mux)
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		if h := d.metrics.Load(); h != nil {
-			(*h).ServeHTTP(w, r)
-			return
-		}
-		http.Error(w, "starting", http.StatusServiceUnavailable)
-	})
+	mux.Handle("/metrics", once(&d.metrics))
+	// More specific than the emulator's /api/: the bot's API is not
+	// swallowed by the emulated Slack Web API.
+	mux.Handle("/api/v1/", once(&d.api))
 	mux.Handle("/", emu.Handler())
 	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -282,11 +281,28 @@ func serveDev(emu *slackemu.Server, addr string) (*devServer, error) {
 	return d, nil
 }
 
-// attach makes /readyz and /metrics answer for rb.
+// once serves the handler in p once it is set, 503 "starting" before.
+func once(p *atomic.Pointer[http.Handler]) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := p.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	})
+}
+
+// attach makes /readyz, /metrics and /api/v1 answer for rb.
 func (d *devServer) attach(rb *runningBot, slackProbe func(ctx context.Context) error) {
 	d.health.set(rb.readyChecks(slackProbe))
 	h := rb.metrics.Handler()
 	d.metrics.Store(&h)
+	if rb.api != nil {
+		mux := http.NewServeMux()
+		rb.api.mountAPI(mux)
+		var api http.Handler = mux
+		d.api.Store(&api)
+	}
 }
 
 // close stops serving and waits for the server's goroutine.
