@@ -53,6 +53,9 @@ type Config struct {
 	// LeaseTTL is how long the view lease lasts unless renewed (default
 	// 10s).
 	LeaseTTL time.Duration
+	// Schedules, when set, answers `/runbook schedules` and pauses and
+	// resumes schedules from chat.
+	Schedules Schedules
 }
 
 // chat is a platform with its outbox.

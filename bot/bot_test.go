@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runbookbot/runbookbot/commands"
 	"github.com/runbookbot/runbookbot/engine"
 	"github.com/runbookbot/runbookbot/engine/enginetest"
 )
@@ -179,9 +180,13 @@ type harness struct {
 	elapsedEvery time.Duration
 	// alerts is Config.Alerts (default none).
 	alerts *AlertConfig
-	eng    *engine.Engine
-	bot    *Bot
-	stop   func()
+	// auth is Config.Auth (default: everyone may do everything).
+	auth *commands.Authorizer
+	// schedules is Config.Schedules (default none).
+	schedules Schedules
+	eng       *engine.Engine
+	bot       *Bot
+	stop      func()
 }
 
 func newHarness(t *testing.T) *harness {
@@ -218,7 +223,8 @@ func (h *harness) start() {
 func (h *harness) startWith(recover bool) {
 	h.eng = engine.New(engine.Config{Store: h.store, Registry: h.reg, Catalog: h.cat, Clock: h.clock})
 	h.bot = New(Config{Engine: h.eng, Views: h.views, Chats: []Chat{{Platform: h.p, ApprovalChannel: "#approvals", Limits: h.limits}},
-		SweepEvery: 50 * time.Millisecond, RetryEvery: 10 * time.Millisecond, ElapsedEvery: h.elapsedEvery, Now: h.clock.Now, Alerts: h.alerts})
+		SweepEvery: 50 * time.Millisecond, RetryEvery: 10 * time.Millisecond, ElapsedEvery: h.elapsedEvery, Now: h.clock.Now, Alerts: h.alerts,
+		Auth: h.auth, Schedules: h.schedules})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.bot.Run(ctx) }()

@@ -137,6 +137,8 @@ func (b *Bot) command(ctx context.Context, req Request, line string) Response {
 			return r
 		}
 		return b.history(ctx, cmd)
+	case commands.VerbSchedules:
+		return b.schedules(ctx, req.User, cmd)
 	case commands.VerbApprove:
 		return b.decide(ctx, req, cmd.Target, engine.DecisionApprove, choice(cmd.Choice, "approve"), "")
 	case commands.VerbReject:
@@ -343,6 +345,7 @@ func HelpMessage() Message {
 	text = append(text, line("cancel ID", "stop an execution")...)
 	text = append(text, line("approve ID", "· reject ID reason ... · bypass ID justification ...")...)
 	text = append(text, line("history [RUNBOOK] [--outcome O] [--since 24h] [--limit 10]", "past executions")...)
+	text = append(text, line("schedules", "the scheduled runbooks and their next run · schedules pause|resume NAME")...)
 	text = append(text, line("help", "this")...)
 	return textMessage(text)
 }

@@ -27,6 +27,15 @@ const (
 	VerbApprove  Verb = "approve"
 	VerbReject   Verb = "reject"
 	VerbBypass   Verb = "bypass"
+	// VerbSchedules lists the scheduled runbooks, or pauses or resumes
+	// one (Command.Action).
+	VerbSchedules Verb = "schedules"
+)
+
+// Actions of `schedules`: "" lists.
+const (
+	ActionPause  = "pause"
+	ActionResume = "resume"
 )
 
 // Command is a parsed /runbook command line.
@@ -39,6 +48,9 @@ type Command struct {
 	// Choice is the value of a custom approve or reject button
 	// (--choice=VALUE), "" for the plain verb.
 	Choice string
+	// Action is what `schedules` does to Target: ActionPause,
+	// ActionResume, or "" to list every schedule.
+	Action string
 }
 
 // UsageError is a command line that does not parse; Usage is shown back.
@@ -57,18 +69,20 @@ const Usage = "*Usage:* `/runbook <command>`\n" +
 	"• `status [ID]` · `cancel ID`\n" +
 	"• `approve ID` · `reject ID reason ...` · `bypass ID justification ...`\n" +
 	"• `history [RUNBOOK] [--outcome success|failure|partial|rollback|aborted] [--since 24h] [--limit 10]`\n" +
+	"• `schedules` the scheduled runbooks and their next run · `schedules pause|resume NAME`\n" +
 	"• `help`"
 
 var verbUsage = map[Verb]string{
-	VerbRun:      "`/runbook run NAME key=value ...`",
-	VerbDryRun:   "`/runbook dry-run NAME key=value ...`",
-	VerbDescribe: "`/runbook describe NAME`",
-	VerbStatus:   "`/runbook status [EXECUTION_ID]`",
-	VerbCancel:   "`/runbook cancel EXECUTION_ID`",
-	VerbHistory:  "`/runbook history [RUNBOOK] [--outcome O] [--since 24h] [--limit N]`",
-	VerbApprove:  "`/runbook approve APPROVAL_ID`",
-	VerbReject:   "`/runbook reject APPROVAL_ID reason ...`",
-	VerbBypass:   "`/runbook bypass APPROVAL_ID justification ...`",
+	VerbRun:       "`/runbook run NAME key=value ...`",
+	VerbDryRun:    "`/runbook dry-run NAME key=value ...`",
+	VerbDescribe:  "`/runbook describe NAME`",
+	VerbStatus:    "`/runbook status [EXECUTION_ID]`",
+	VerbCancel:    "`/runbook cancel EXECUTION_ID`",
+	VerbHistory:   "`/runbook history [RUNBOOK] [--outcome O] [--since 24h] [--limit N]`",
+	VerbApprove:   "`/runbook approve APPROVAL_ID`",
+	VerbReject:    "`/runbook reject APPROVAL_ID reason ...`",
+	VerbBypass:    "`/runbook bypass APPROVAL_ID justification ...`",
+	VerbSchedules: "`/runbook schedules` · `/runbook schedules pause|resume NAME`",
 }
 
 // choiceFlag carries a custom button's value on an approve or reject line.
@@ -148,6 +162,16 @@ func Parse(text string) (Command, error) {
 			return c, &UsageError{Problem: fmt.Sprintf("`%s` takes exactly one argument", c.Verb), Usage: verbUsage[c.Verb]}
 		}
 		c.Target = args[0]
+	case VerbSchedules:
+		switch {
+		case len(args) == 0:
+		case len(args) == 2 && (strings.EqualFold(args[0], ActionPause) || strings.EqualFold(args[0], ActionResume)):
+			c.Action, c.Target = strings.ToLower(args[0]), args[1]
+		case len(args) == 1 && (strings.EqualFold(args[0], ActionPause) || strings.EqualFold(args[0], ActionResume)):
+			return c, &UsageError{Problem: fmt.Sprintf("which schedule? `%s` takes a runbook name", strings.ToLower(args[0])), Usage: verbUsage[c.Verb]}
+		default:
+			return c, &UsageError{Problem: fmt.Sprintf("`schedules %s`: use `pause NAME` or `resume NAME`, or nothing to list them", strings.Join(args, " ")), Usage: verbUsage[c.Verb]}
+		}
 	case VerbHistory:
 		for i := 0; i < len(args); i++ {
 			a := args[i]

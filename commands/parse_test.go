@@ -34,6 +34,11 @@ func TestParse(t *testing.T) {
 			Command{Verb: VerbReject, Target: "abc.1", Choice: "wrong-service", Text: "not this one", Params: map[string]string{}, Flags: map[string]string{}}},
 		{"a second --choice is comment text", `reject abc.1 --choice=a --choice=b`,
 			Command{Verb: VerbReject, Target: "abc.1", Choice: "a", Text: "--choice=b", Params: map[string]string{}, Flags: map[string]string{}}},
+		{"schedules lists", `schedules`, Command{Verb: VerbSchedules, Params: map[string]string{}, Flags: map[string]string{}}},
+		{"pause a schedule", `schedules pause nightly-report`,
+			Command{Verb: VerbSchedules, Action: ActionPause, Target: "nightly-report", Params: map[string]string{}, Flags: map[string]string{}}},
+		{"resume a schedule, any case", `Schedules RESUME nightly-report`,
+			Command{Verb: VerbSchedules, Action: ActionResume, Target: "nightly-report", Params: map[string]string{}, Flags: map[string]string{}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,7 +56,8 @@ func TestParse(t *testing.T) {
 func TestParseErrorsCarryUsage(t *testing.T) {
 	for _, in := range []string{`run`, `run a=1`, `run x novalue`, `run x a=1 a=2`, `status a b`, `bypass`, `approve`, `approve a b`,
 		`approve a --choice=`, `reject`, `history --colour red`,
-		`history --limit 0`, `history --since`, `frobnicate`, `run x message="unclosed`, `list extra`} {
+		`history --limit 0`, `history --since`, `frobnicate`, `run x message="unclosed`, `list extra`,
+		`schedules pause`, `schedules resume`, `schedules stop x`, `schedules pause a b`, `schedules x`} {
 		_, err := Parse(in)
 		var ue *UsageError
 		if !errors.As(err, &ue) || ue.Usage == "" || ue.Problem == "" {

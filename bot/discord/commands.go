@@ -57,6 +57,10 @@ func Commands() []*discordgo.ApplicationCommand {
 			sub("reject", "Reject a step", strOpt("id", "Approval id", true, false), strOpt("reason", "Why", true, false)),
 			sub("bypass", "Emergency bypass of an approval", strOpt("id", "Approval id", true, false),
 				strOpt("justification", "Why this cannot wait", true, false)),
+			sub("schedules", "Scheduled runbooks and their next run; or pause or resume one",
+				&discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionString, Name: "action", Description: "Pause or resume a schedule (needs schedules:manage)",
+					Choices: []*discordgo.ApplicationCommandOptionChoice{{Name: "pause", Value: "pause"}, {Name: "resume", Value: "resume"}}},
+				strOpt("name", "Runbook whose schedule to pause or resume", false, true)),
 			sub("help", "How to use /runbook"),
 		},
 	}}
@@ -113,6 +117,8 @@ func CommandLine(data discordgo.ApplicationCommandInteractionData) string {
 		add(quote(option(opts, "id")), option(opts, "reason"))
 	case "bypass":
 		add(quote(option(opts, "id")), option(opts, "justification"))
+	case "schedules":
+		add(option(opts, "action"), quote(option(opts, "name")))
 	case "history":
 		add(quote(option(opts, "runbook")))
 		for _, f := range []string{"outcome", "since", "limit"} {

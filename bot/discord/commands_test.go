@@ -35,6 +35,8 @@ func TestCommandLine(t *testing.T) {
 		{"history with flags", subData("history", str("runbook", "example-echo"), str("outcome", "success"), str("since", "24h"),
 			&discordgo.ApplicationCommandInteractionDataOption{Type: discordgo.ApplicationCommandOptionInteger, Name: "limit", Value: float64(5)}),
 			"history example-echo --outcome success --since 24h --limit 5"},
+		{"schedules", subData("schedules"), "schedules"},
+		{"pause a schedule", subData("schedules", str("action", "pause"), str("name", "nightly-report")), "schedules pause nightly-report"},
 		{"no sub-command", discordgo.ApplicationCommandInteractionData{Name: CommandName}, "help"},
 	}
 	for _, tt := range tests {

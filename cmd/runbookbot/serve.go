@@ -236,10 +236,21 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		store.Close()
 		return nil, fmt.Errorf("chat view: %w", err)
 	}
+	trig, runSchedules, err := startTriggers(o, eng, auth, store, where, log)
+	if err != nil {
+		eng.Close()
+		if viewsCloser != nil {
+			viewsCloser.Close()
+		}
+		store.Close()
+		return nil, fmt.Errorf("schedules and API: %w", err)
+	}
+	parts = append(parts, runSchedules)
 	// On a shared store one replica at a time shows the log in chat (the
 	// view lease); another takes over within the lease when it dies.
+	// `/runbook schedules` answers from the scheduler.
 	bcfg := bot.Config{Engine: eng, Auth: auth, Logger: log, Views: views, Owner: cfg.Owner, LeaseTTL: o.leaseTTL,
-		Chats: chats}
+		Chats: chats, Schedules: trig.sched}
 	if cat.Mappings != nil {
 		bcfg.Alerts = &bot.AlertConfig{Matcher: alerts.NewMatcher(cat.Mappings, cat), Rules: alerts.DefaultRules(),
 			Tracker: alerts.NewTracker(alerts.TrackerConfig{Now: clock.Now}), Channels: splitList(o.alertChannels), WebhookChannel: o.alertChannel,
@@ -268,16 +279,6 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 		parts = append(parts, part(func(ctx context.Context) { fwd.Serve(ctx, eng) }),
 			part(func(ctx context.Context) { eng.Watch(ctx, 5*time.Second) }))
 	}
-	trig, runSchedules, err := startTriggers(o, eng, auth, store, where, log)
-	if err != nil {
-		eng.Close()
-		if viewsCloser != nil {
-			viewsCloser.Close()
-		}
-		store.Close()
-		return nil, fmt.Errorf("schedules and API: %w", err)
-	}
-	parts = append(parts, runSchedules)
 	parts = append(parts, healthParts(store, where, cfg, eng, met, notifier, log)...)
 	n, err := eng.Recover(ctx)
 	if err != nil {
