@@ -255,3 +255,24 @@ func TestServePostsDriftWhenItChanges(t *testing.T) {
 		t.Errorf("%d drift reports, want the drift and its fix: %q", len(msgs), msgs)
 	}
 }
+
+// A drift report to a #channel (no notification config) is posted there
+// by the bot itself on the default chat platform: it has no execution, and
+// was once dropped for that.
+func TestServePostsDriftToAChatChannel(t *testing.T) {
+	health := &switchable{}
+	health.down.Store(true)
+	healthSrv := httptest.NewServer(health)
+	defer healthSrv.Close()
+	httpOnly, _, _ := strings.Cut(driftRunbook, "  - name: queue-drained")
+	h := newE2E(t, false, writeFile(t, t.TempDir(), "shop-health.yaml", strings.Replace(httpOnly, "HEALTH", healthSrv.URL+"/healthz", 1)))
+	h.stop()
+	t.Setenv("RUNBOOKBOT_NOTIFY_CONFIG", "")
+	t.Setenv("RUNBOOKBOT_DRIFT_INTERVAL", "50ms")
+	t.Setenv("RUNBOOKBOT_DRIFT_CHANNEL", "#ops")
+	t.Setenv("RUNBOOKBOT_METRICS_CONFIG", "")
+	t.Setenv("PROMETHEUS_URL", "")
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
+	h.start()
+	h.message(h.ops, "the drift report in #ops", contains("Runbook drift: 1 finding(s) now.", "answers 503"))
+}
