@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -248,6 +249,59 @@ var knownPermissions = map[string]bool{
 	"runbooks:create": true, "runbooks:update": true, "runbooks:delete": true, "runbooks:publish": true,
 	"runbooks:approve-publish": true, "secrets:manage": true, "rbac:manage": true, "audit-logs:export": true,
 	"executions:cancel": true, "approvals:bypass": true, "schedules:manage": true, "*": true,
+}
+
+// crossCheck reports who runbooks name that the RBAC config does not
+// define: an approver role, team or group, an override's role or group, an
+// escalation target — nobody could approve or be notified. The problems are
+// reported in the runbook's file.
+func (r *RBACConfig) crossCheck(runbooks []*Runbook) Diagnostics {
+	known := map[string]bool{}
+	var names []string
+	for _, g := range r.Groups {
+		known[g.Name] = true
+		names = append(names, g.Name)
+	}
+	for _, ro := range r.Roles {
+		known[ro.Name] = true
+		names = append(names, ro.Name)
+	}
+	sort.Strings(names)
+	var diags Diagnostics
+	for _, rb := range runbooks {
+		d := &decoder{file: rb.File}
+		check := func(pos Pos, what, name string) {
+			if name == "" || known[name] {
+				return
+			}
+			hint := fmt.Sprintf("define a group or role %q in %s (groups and roles: %s)", name, r.File, strings.Join(names, ", "))
+			if c := closest(name, names); c != "" {
+				hint = fmt.Sprintf("did you mean %q? (defined in %s)", c, r.File)
+			}
+			d.at(pos, hint, "%s: %q is not a group or role of the RBAC config", what, name)
+		}
+		for i, a := range rb.Approvals {
+			what := fmt.Sprintf("approvals[%d] (%s)", i, a.Name)
+			if w := a.Workflow; w != nil {
+				for j, ap := range w.Approvers {
+					if ap.Type != "user" {
+						check(ap.Pos, fmt.Sprintf("%s.workflow.approvers[%d]", what, j), ap.Value)
+					}
+				}
+				for j, e := range w.Escalation {
+					for _, n := range e.Notify {
+						check(e.Pos, fmt.Sprintf("%s.workflow.escalation[%d].notify", what, j), n)
+					}
+				}
+			}
+			for j, p := range a.Permissions {
+				check(p.Pos, fmt.Sprintf("%s.permissions[%d].role", what, j), p.Role)
+				check(p.Pos, fmt.Sprintf("%s.permissions[%d].group", what, j), p.Group)
+			}
+		}
+		diags = append(diags, d.diags...)
+	}
+	return diags
 }
 
 func (r *RBACConfig) validate() Diagnostics {

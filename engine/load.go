@@ -192,6 +192,9 @@ func LoadSources(reg *Registry, order []string, srcs map[string][]byte) (*Catalo
 	if cat.Mappings != nil {
 		diags = append(diags, cat.Mappings.crossCheck(cat, runbooks)...)
 	}
+	if cat.RBAC != nil {
+		diags = append(diags, cat.RBAC.crossCheck(runbooks)...)
+	}
 	diags.Sort()
 	return cat, diags
 }

@@ -410,3 +410,57 @@ steps:
 	wantDiag(t, d, 0, "trigger.parameters.namespce is not a parameter")
 	wantDiag(t, d, 0, "trigger.parameters.keep")
 }
+
+// lint checks what runbooks name against the RBAC config: an approver role,
+// an override role or an escalation target nobody defines is reported in
+// the runbook's file, at its line.
+func TestLintCrossChecksRBAC(t *testing.T) {
+	reg := enginetest.NewCluster().Registry()
+	rbac := `roles:
+  - {name: runbook-operator, permissions: [runbooks:execute, approvals:respond]}
+assignments:
+  - role: runbook-operator
+    subjects: [{group: oncall-primary}]
+groups:
+  - {name: oncall-primary, users: [U1]}
+  - {name: sre-lead, users: [U2]}
+`
+	rb := `apiVersion: runbooks/v1
+kind: Runbook
+metadata: {name: gated, version: "1"}
+steps:
+  - name: act
+    type: log
+    action: print
+    params: {message: hi}
+approvals:
+  - name: gate
+    trigger: {step: act}
+    workflow:
+      timeout: 10m
+      escalation:
+        - {after: 5m, notify: [oncall-secondry]}
+      approvers:
+        - {type: role, value: oncall-primary, required: true}
+        - {type: team, value: platfrom-team}
+  - name: bypass
+    type: override
+    permissions:
+      - role: sre-leads
+`
+	_, diags := engine.LoadSources(reg, []string{"rb.yaml", "rbac.yaml"}, map[string][]byte{"rb.yaml": []byte(rb), "rbac.yaml": []byte(rbac)})
+	wantDiag(t, diags, 15, `"oncall-secondry" is not a group or role of the RBAC config`)
+	wantDiag(t, diags, 18, `"platfrom-team" is not a group or role`)
+	wantDiag(t, diags, 22, `"sre-leads" is not a group or role`)
+	for _, d := range diags {
+		if d.File != "rb.yaml" {
+			t.Errorf("problem reported in %s, want the runbook's file: %v", d.File, d)
+		}
+		if strings.Contains(d.Message, "sre-leads") && !strings.Contains(d.Hint, `did you mean "sre-lead"`) {
+			t.Errorf("hint = %q", d.Hint)
+		}
+	}
+	if len(diags) != 3 {
+		t.Errorf("want exactly 3 problems, got:\n%v", diags)
+	}
+}
