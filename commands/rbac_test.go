@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -54,29 +53,10 @@ func (d *fakeDir) lookups() int {
 	return d.calls
 }
 
-// syncBuffer is a log sink safe for the Run goroutine and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) lines(level, substr string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// logLines counts the log lines at level that contain substr.
+func logLines(b *enginetest.LogBuffer, level, substr string) int {
 	n := 0
-	for _, l := range strings.Split(b.buf.String(), "\n") {
+	for _, l := range strings.Split(b.String(), "\n") {
 		if strings.Contains(l, "level="+level) && strings.Contains(l, substr) {
 			n++
 		}
@@ -348,7 +328,7 @@ func TestGroupOfAnUnconnectedPlatform(t *testing.T) {
 // per change, not per refresh or request.
 func TestRunRefreshesAndKeepsStaleMembers(t *testing.T) {
 	cfg, d := brokenConfig(t)
-	var logs syncBuffer
+	var logs enginetest.LogBuffer
 	clock := enginetest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	a := NewAuthorizer(cfg, Directories{PlatformSlack: d}, WithClock(clock), WithRefreshInterval(time.Minute),
 		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
@@ -382,7 +362,7 @@ func TestRunRefreshesAndKeepsStaleMembers(t *testing.T) {
 	allowed := func(user string) (bool, error) { return a.Allowed(context.Background(), user, PermExecute) }
 
 	tick() // Run's first refresh is at once; tick also covers the next one
-	if got := logs.lines("WARN", down); got != 1 {
+	if got := logLines(&logs, "WARN", down); got != 1 {
 		t.Errorf("after two failing refreshes: %d Warn lines about the group; want 1\n%s", got, logs.String())
 	}
 	if ok, err := allowed("U-SRE"); ok || err == nil {
@@ -394,7 +374,7 @@ func TestRunRefreshesAndKeepsStaleMembers(t *testing.T) {
 	if ok, err := allowed("U-SRE"); !ok || err != nil {
 		t.Errorf("sre-team member after the group resolves = %v, %v; want true", ok, err)
 	}
-	if got := logs.lines("INFO", "resolves again"); got != 1 {
+	if got := logLines(&logs, "INFO", "resolves again"); got != 1 {
 		t.Errorf("%d Info lines about the recovery; want 1", got)
 	}
 
@@ -407,7 +387,7 @@ func TestRunRefreshesAndKeepsStaleMembers(t *testing.T) {
 	if ok, err := allowed("U-ENG"); ok || err != nil {
 		t.Errorf("viewer during a blip = %v, %v; want a plain refusal (membership is known)", ok, err)
 	}
-	if got := logs.lines("WARN", down); got != 2 {
+	if got := logLines(&logs, "WARN", down); got != 2 {
 		t.Errorf("%d Warn lines about the group after a new failure twice; want 2\n%s", got, logs.String())
 	}
 	if !strings.Contains(logs.String(), "kept_members=1") {

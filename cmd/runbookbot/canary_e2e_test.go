@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	slackemu "github.com/runbookbot/runbookbot/bot/slack/emulator"
 	"github.com/runbookbot/runbookbot/engine"
+	"github.com/runbookbot/runbookbot/engine/enginetest"
 	"github.com/runbookbot/runbookbot/integrations/redis"
 	"github.com/runbookbot/runbookbot/test/redistest"
 )
@@ -105,24 +105,6 @@ func echoServer(t *testing.T) (*httptest.Server, func() int) {
 	return srv, func() int { mu.Lock(); defer mu.Unlock(); return seen }
 }
 
-// syncBuffer is a log sink safe for the bot's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func leaks(where, text string) []string {
 	var out []string
 	for _, f := range canaryForms() {
@@ -151,7 +133,7 @@ func TestSecretCanaryEverywhere(t *testing.T) {
 	h.stop()
 	h.opts.store = rdb.URL()
 	h.opts.clock = engine.SystemClock{} // the http steps' retries and timeouts run in real time
-	logs := &syncBuffer{}
+	logs := &enginetest.LogBuffer{}
 	rb, err := startBot(context.Background(), h.opts, logs)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"github.com/runbookbot/runbookbot/engine/enginetest"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -20,7 +21,7 @@ func TestDevShowsIncidentTimelines(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	outR, outW := io.Pipe()
-	var errs syncBuffer
+	var errs enginetest.LogBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"dev", "--addr", "127.0.0.1:0", "--discord-addr", "off", "--runbooks", "../../runbooks",

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/runbookbot/runbookbot/engine/enginetest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -41,7 +42,7 @@ func TestDevServesHealthReadinessAndMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	outR, outW := io.Pipe()
-	var errs syncBuffer
+	var errs enginetest.LogBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"dev", "--addr", "127.0.0.1:0", "--runbooks", "../../runbooks",

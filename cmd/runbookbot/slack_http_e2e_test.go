@@ -81,15 +81,26 @@ func newHTTPE2E(t *testing.T, extra ...string) (*e2e, *slackemu.HTTPMode, *locke
 }
 
 // delivered returns the first request of kind whose body contains what.
-func delivered(t *testing.T, hm *slackemu.HTTPMode, kind, what string) slackemu.HTTPDelivery {
+// delivered waits for the answered request of kind whose body contains
+// what (its answer may be recorded after what the bot showed through it).
+func delivered(t *testing.T, emu *slackemu.Server, hm *slackemu.HTTPMode, kind, what string) slackemu.HTTPDelivery {
 	t.Helper()
-	for _, d := range hm.Deliveries() {
-		if d.Request.Kind == kind && strings.Contains(string(d.Request.Body), what) {
-			return d
+	var found slackemu.HTTPDelivery
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := emu.WaitFor(ctx, func() bool {
+		for _, d := range hm.Deliveries() {
+			if d.Request.Kind == kind && strings.Contains(string(d.Request.Body), what) {
+				found = d
+				return true
+			}
 		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("no %s request with %q was sent", kind, what)
 	}
-	t.Fatalf("no %s request with %q was sent", kind, what)
-	return slackemu.HTTPDelivery{}
+	return found
 }
 
 func TestSlackHTTPModeRunApproveSucceeds(t *testing.T) {
@@ -100,7 +111,7 @@ func TestSlackHTTPModeRunApproveSucceeds(t *testing.T) {
 	// A run's problems are answered in the response to the command.
 	h.slash("alice", h.ops, "run example-ech service=x")
 	h.ephemeral("alice", `did you mean "example-echo"`)
-	if d := delivered(t, hm, "slash_commands", "example-ech+"); d.Status != http.StatusOK || !strings.Contains(string(d.Response), "did you mean") {
+	if d := delivered(t, h.emu, hm, "slash_commands", "example-ech+"); d.Status != http.StatusOK || !strings.Contains(string(d.Response), "did you mean") {
 		t.Errorf("the mistyped run was answered %d %s, want the answer in the body", d.Status, d.Response)
 	}
 	parent, approval := h.startProduction()
@@ -134,8 +145,8 @@ func TestSlackHTTPModeRefusesReplayedAndUnsignedRequests(t *testing.T) {
 	parent, approval := h.startProduction()
 	h.click("alice", approval, "approval:approve")
 	h.ephemeral("alice", "someone else must approve")
-	run := delivered(t, hm, "slash_commands", "run+example-echo")
-	click := delivered(t, hm, "interactive", "approval%3Aapprove")
+	run := delivered(t, h.emu, hm, "slash_commands", "run+example-echo")
+	click := delivered(t, h.emu, hm, "interactive", "approval%3Aapprove")
 	// The click as bob: what an attacker would need to sign.
 	asBob := bytes.ReplaceAll(click.Request.Body, []byte(h.users["alice"]), []byte(h.users["bob"]))
 	sentAt, _ := strconv.ParseInt(run.SentTimestamp, 10, 64)
@@ -218,7 +229,7 @@ func TestSlackHTTPModeEventRetryRunsOnce(t *testing.T) {
 	h.message(alertsCh, "the execution in the alert's thread", func(m slackemu.Message) bool {
 		return m.ThreadTS == alert.TS && strings.Contains(body(m), "example-echo v1.0.0")
 	})
-	event := delivered(t, hm, "events_api", "CheckoutDown")
+	event := delivered(t, h.emu, hm, "events_api", "CheckoutDown")
 	handled := len(h.rb.client.AckLatencies())
 	for n := 1; n <= 2; n++ {
 		retry := event.Request
@@ -349,7 +360,7 @@ func TestSlackHTTPModeRejectWithComment(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitFor("the form error", func() bool { v, _ := h.emu.View(view.ID); return v.Errors["comment"] != "" })
-	if d := delivered(t, hm, "interactive", "view_submission"); !strings.Contains(string(d.Response), `"response_action":"errors"`) {
+	if d := delivered(t, h.emu, hm, "interactive", "view_submission"); !strings.Contains(string(d.Response), `"response_action":"errors"`) {
 		t.Errorf("the empty reason was answered %d %s, want the field error in the body", d.Status, d.Response)
 	}
 	if err := h.emu.SubmitView(h.users["bob"], view.ID, map[string]map[string]string{"comment": {"comment": "look at the heap dump first"}}); err != nil {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -102,7 +101,7 @@ type rig struct {
 	eng   *engine.Engine
 	store *enginetest.MemStore
 	srv   *httptest.Server
-	logs  *syncBuffer
+	logs  *enginetest.LogBuffer
 	check *specCheck
 }
 
@@ -127,7 +126,7 @@ func newRig(t *testing.T) *rig {
 	}
 	auth := commands.NewAuthorizer(toks.Bind(rbac), nil)
 	store := enginetest.NewMemStore()
-	logs := &syncBuffer{}
+	logs := &enginetest.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	eng := engine.New(engine.Config{Store: store, Registry: reg, Catalog: cat, Approvers: auth, Logger: log})
 	t.Cleanup(eng.Close)
@@ -276,22 +275,4 @@ func (s *sse) next() (sseEvent, bool) {
 		}
 	}
 	return e, false
-}
-
-// syncBuffer is a log sink tests read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

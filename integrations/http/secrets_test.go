@@ -1,7 +1,6 @@
 package http_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -16,24 +15,6 @@ import (
 	"github.com/runbookbot/runbookbot/engine/enginetest"
 	rbhttp "github.com/runbookbot/runbookbot/integrations/http"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // secretCall is a call as the engine makes it for a step whose URL path,
 // non-credential query parameter, header and body use a secret: the
@@ -96,7 +77,7 @@ func TestSecretsInURLNeverLoggedOrInErrors(t *testing.T) {
 		{"connection refused", gone.URL, []string{"connection refused"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs enginetest.LogBuffer
 			e := newEnv(t, rbhttp.Deps{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 			spec, _ := e.reg.Lookup("http", "post")
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
