@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -538,4 +539,33 @@ func TestSlackEmergencyBypass(t *testing.T) {
 	if levels[engine.EventApprovalDecided] != "critical" || levels[engine.EventApprovalRefused] != "critical" {
 		t.Errorf("audit levels = %v, want critical for the bypass and the refused bypass", levels)
 	}
+}
+
+// Answers are never lost: 130 people asking for help at once (more than
+// Slack's ephemeral budget allows at once) all get an answer, through the
+// response_url of their own command.
+func TestSlackConcurrentHelpAllAnswered(t *testing.T) {
+	h := newE2E(t, false)
+	user := h.users["alice"]
+	before := len(h.emu.Ephemerals(user))
+	var wg sync.WaitGroup
+	for i := 0; i < 130; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.emu.SlashCommand(user, h.ops, "help"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	h.waitFor("130 answers", func() bool {
+		n := 0
+		for _, e := range h.emu.Ephemerals(user)[before:] {
+			if strings.Contains(e.Text+string(e.Blocks), "run") {
+				n++
+			}
+		}
+		return n >= 130
+	})
 }
