@@ -148,13 +148,26 @@ func startBot(ctx context.Context, o botOptions, stderr io.Writer) (*runningBot,
 	reg := buildRegistry(registryOptions{notifier: notifier, logger: log})
 	cat, diags := engine.LoadPaths(reg, o.runbooks)
 	if len(diags) > 0 {
+		// One record per file (the first problem and how many), every
+		// problem at debug: records, also under --log-format json.
+		byFile := map[string]engine.Diagnostics{}
+		var files []string
 		for _, d := range diags {
-			log.Warn("runbook problem", "diagnostic", d.String()) // one record each, also under --log-format json
+			if byFile[d.File] == nil {
+				files = append(files, d.File)
+			}
+			byFile[d.File] = append(byFile[d.File], d)
+			log.Debug("runbook problem", "diagnostic", d.String())
+		}
+		for _, f := range files {
+			ds := byFile[f]
+			log.Warn("runbook file has problems; a runbook with problems is not loaded", "file", f, "problems", len(ds),
+				"first", ds[0].String(), "details", "runbookbot lint "+f)
 		}
 		if len(cat.Runbooks) == 0 {
 			return nil, fmt.Errorf("no valid runbooks in %s", o.runbooks)
 		}
-		log.Warn("some runbooks did not load; serving the rest", "problems", len(diags))
+		log.Warn("some runbooks did not load; serving the rest", "problems", len(diags), "serving", strings.Join(cat.Names(), ", "))
 	}
 	store, where, err := openStore(ctx, o.common)
 	if err != nil {
