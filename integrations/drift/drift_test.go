@@ -119,8 +119,12 @@ func load(t *testing.T, healthURL string) *engine.Catalog {
 	write("mappings.yaml", mappings)
 	write("rbac.yaml", rbac)
 	cat, diags := engine.LoadPaths(enginetest.NewCluster().Registry(), dir)
-	if len(diags) > 0 {
-		t.Fatalf("load: %v", diags)
+	for _, d := range diags {
+		// lint reports the undefined approver group too (the runbook still
+		// loads); drift is what notices it when rbac.yaml changes later.
+		if !strings.Contains(d.Message, "is not a group or role of the RBAC config") {
+			t.Fatalf("load: %v", d)
+		}
 	}
 	return cat
 }

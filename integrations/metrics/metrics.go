@@ -99,7 +99,9 @@ func New(opts ...Option) *Metrics {
 	m.oldest = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "runbook_approval_oldest_pending_timestamp_seconds", Help: "When the oldest undecided approval was requested (unix seconds)"}, []string{"runbook_name"})
 	m.drift = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "runbook_drift_findings", Help: "Targets of a runbook that no longer match the infrastructure, by kind"}, []string{"runbook_name", "kind"})
 	m.logErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "runbookbot_metrics_log_errors_total", Help: "Scrapes that could not read the event log (values shown are from the last read)"})
-	m.reg.MustRegister(&logCollector{m: m}, m.drift, m.logErrors,
+	// logErrors is collected by logCollector, after the read it counts
+	// (the registry gathers collectors concurrently).
+	m.reg.MustRegister(&logCollector{m: m}, m.drift,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -110,7 +112,7 @@ type logCollector struct{ m *Metrics }
 
 func (c *logCollector) vecs() []prometheus.Collector {
 	m := c.m
-	return []prometheus.Collector{m.executions, m.steps, m.execDuration, m.stepDuration, m.approvalWait, m.approvals, m.rollbacks, m.active, m.pending, m.oldest}
+	return []prometheus.Collector{m.executions, m.steps, m.execDuration, m.stepDuration, m.approvalWait, m.approvals, m.rollbacks, m.active, m.pending, m.oldest, m.logErrors}
 }
 
 func (c *logCollector) Describe(ch chan<- *prometheus.Desc) {
