@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"hash/fnv"
 	"log/slog"
 	"sort"
@@ -64,6 +65,12 @@ type execView struct {
 	// sess is the session that rendered it; sends of an ended session
 	// are dropped.
 	sess context.Context
+	// saveMu orders this execution's record writes: two deliveries
+	// settling at once must reach the store in the order their records
+	// were taken, or an older record (without the other's message ref)
+	// would overwrite a newer one and a restart would post that message
+	// again.
+	saveMu sync.Mutex
 }
 
 func newView(b *Bot, vs ViewStore) *view {
@@ -601,8 +608,15 @@ func (v *view) deliver(ctx context.Context, ev *execView, key string) error {
 		return nil
 	}
 	if r.ref.IsZero() && r.posting && r.findKey != "" {
-		if found, err := p.Find(ctx, r.conv, r.thread, r.findKey); err == nil {
+		found, err := p.Find(ctx, r.conv, r.thread, r.findKey)
+		switch {
+		case err == nil:
 			r.ref = found
+		case !errors.Is(err, ErrNotFound):
+			// Not knowing whether the message is there (the platform is
+			// not connected yet, say): try again later rather than post
+			// it a second time.
+			return err
 		}
 	}
 	if !r.ref.IsZero() {
@@ -708,6 +722,8 @@ func (v *view) skipStep(ctx context.Context, ev *execView, key string) {
 
 // save changes an execution's record and writes it.
 func (v *view) save(ctx context.Context, ev *execView, f func(*viewRecord)) error {
+	ev.saveMu.Lock()
+	defer ev.saveMu.Unlock()
 	v.mu.Lock()
 	f(&ev.rec)
 	raw, err := json.Marshal(ev.rec)

@@ -255,19 +255,60 @@ func (p *Platform) channel(ctx context.Context, ref string) (string, chanInfo, e
 	if ok {
 		return id, info, nil
 	}
-	var c *discordgo.Channel
-	if st, err := p.s.State.Channel(id); err == nil {
-		c = st
+	if st, found := p.stateChannel(id); found {
+		info = st
 	} else if err := p.ready("GET", "/channels/"+id); err != nil {
 		return "", chanInfo{}, err
-	} else if c, err = p.s.Channel(id, discordgo.WithContext(ctx)); err != nil {
+	} else if c, err := p.s.Channel(id, discordgo.WithContext(ctx)); err != nil {
 		return "", chanInfo{}, fmt.Errorf("channel %s: %w", ref, convert(err))
+	} else {
+		info = chanInfo{guild: c.GuildID, thread: c.IsThread()}
 	}
-	info = chanInfo{guild: c.GuildID, thread: c.IsThread()}
 	p.mu.Lock()
 	p.chans[id] = info
 	p.mu.Unlock()
 	return id, info, nil
+}
+
+// stateChannel reads a channel from discordgo's state cache. The gateway
+// goroutine rewrites cached objects in place, so they are read under the
+// state's lock and copied.
+func (p *Platform) stateChannel(id string) (chanInfo, bool) {
+	if p.s.State == nil {
+		return chanInfo{}, false
+	}
+	p.s.State.RLock()
+	defer p.s.State.RUnlock()
+	for _, g := range p.s.State.Guilds {
+		for _, c := range append(append([]*discordgo.Channel(nil), g.Channels...), g.Threads...) {
+			if c.ID == id {
+				return chanInfo{guild: c.GuildID, thread: c.IsThread()}, true
+			}
+		}
+	}
+	return chanInfo{}, false
+}
+
+// stateGuildChannels copies a guild's cached channels under the state's
+// lock (see stateChannel).
+func (p *Platform) stateGuildChannels(guild string) []*discordgo.Channel {
+	if p.s.State == nil {
+		return nil
+	}
+	p.s.State.RLock()
+	defer p.s.State.RUnlock()
+	for _, g := range p.s.State.Guilds {
+		if g.ID != guild {
+			continue
+		}
+		out := make([]*discordgo.Channel, 0, len(g.Channels))
+		for _, c := range g.Channels {
+			cp := *c
+			out = append(out, &cp)
+		}
+		return out
+	}
+	return nil
 }
 
 // channelByName finds a text channel by name in the served guilds.
@@ -279,13 +320,12 @@ func (p *Platform) channelByName(ctx context.Context, name string) (string, erro
 		return id, nil
 	}
 	for _, g := range p.guilds() {
-		var chans []*discordgo.Channel
-		if st, err := p.s.State.Guild(g); err == nil && len(st.Channels) > 0 {
-			chans = st.Channels
-		} else {
+		chans := p.stateGuildChannels(g)
+		if len(chans) == 0 {
 			if err := p.ready("GET", "/guilds/"+g+"/channels"); err != nil {
 				return "", err
 			}
+			var err error
 			if chans, err = p.s.GuildChannels(g, discordgo.WithContext(ctx)); err != nil {
 				return "", fmt.Errorf("listing the channels of guild %s: %w", g, convert(err))
 			}
