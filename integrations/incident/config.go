@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/runbookbot/runbookbot/integrations/secrets"
 	"io"
 	"net/url"
 	"os"
@@ -85,9 +86,6 @@ type fileConfig struct {
 	Create    *bool             `yaml:"create"`
 }
 
-// refPattern matches ${env:NAME} and ${secret:NAME} references.
-var refPattern = regexp.MustCompile(`\$\{(env|secret):([^}]*)\}`)
-
 // LoadConfig reads the YAML file at path (see Config).
 func LoadConfig(path string) (Config, error) {
 	data, err := os.ReadFile(path)
@@ -166,7 +164,7 @@ func (c Config) Validate() error {
 	known := map[string]bool{}
 	if pd := c.PagerDuty; pd != nil {
 		known[PagerDutyName] = true
-		if pd.URL != "" && !refPattern.MatchString(pd.URL) {
+		if pd.URL != "" && !secrets.HasRefs(pd.URL) {
 			if err := checkURL(pd.URL); err != nil {
 				errs = append(errs, fmt.Errorf("pagerduty.url: %w", err))
 			}
@@ -202,7 +200,7 @@ func (c Config) Validate() error {
 		known[w.Name] = true
 		if strings.TrimSpace(w.URL) == "" {
 			errs = append(errs, fmt.Errorf("webhooks[%d] (%s): url is required", i, w.Name))
-		} else if !refPattern.MatchString(w.URL) {
+		} else if !secrets.HasRefs(w.URL) {
 			if err := checkURL(w.URL); err != nil {
 				errs = append(errs, fmt.Errorf("webhooks[%d] (%s): url: %w", i, w.Name, err))
 			}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/runbookbot/runbookbot/integrations/secrets"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -164,48 +164,14 @@ type refs struct {
 }
 
 func (r refs) expand(ctx context.Context, s string, sensitive *[]string) (string, error) {
-	var firstErr error
-	out := refPattern.ReplaceAllStringFunc(s, func(m string) string {
-		if firstErr != nil {
-			return ""
-		}
-		sub := refPattern.FindStringSubmatch(m)
-		kind, name := sub[1], strings.TrimSpace(sub[2])
-		var v string
-		switch kind {
-		case "env":
-			lookup := r.lookupEnv
-			if lookup == nil {
-				lookup = os.LookupEnv
-			}
-			val, ok := lookup(name)
-			if !ok || val == "" {
-				firstErr = fmt.Errorf("environment variable %s is not set or empty", name)
-				return ""
-			}
-			v = val
-		case "secret":
-			if r.secrets == nil {
-				firstErr = fmt.Errorf("secret %q: no secret source is configured", name)
-				return ""
-			}
-			val, err := r.secrets.Secret(ctx, name)
-			if err != nil {
-				firstErr = fmt.Errorf("secret %q could not be read", name)
-				return ""
-			}
-			str, ok := val.(string)
-			if !ok || str == "" {
-				firstErr = fmt.Errorf("secret %q is not a single non-empty value", name)
-				return ""
-			}
-			v = str
-		}
-		*sensitive = append(*sensitive, v)
-		return v
-	})
-	if firstErr != nil {
-		return "", firstErr
+	var src engine.SecretSource
+	if r.secrets != nil {
+		src = r.secrets
+	}
+	out, produced, err := secrets.ExpandRefs(ctx, s, src, r.lookupEnv)
+	*sensitive = append(*sensitive, produced...)
+	if err != nil {
+		return "", err
 	}
 	if out != s {
 		*sensitive = append(*sensitive, out)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/runbookbot/runbookbot/integrations/secrets"
 	"io"
 	"os"
 	"regexp"
@@ -14,9 +15,6 @@ import (
 
 	"github.com/runbookbot/runbookbot/engine"
 )
-
-// refPattern matches ${env:NAME} and ${secret:NAME} references.
-var refPattern = regexp.MustCompile(`\$\{(env|secret):([^}]*)\}`)
 
 // fileConfig is the YAML form of Config.
 type fileConfig struct {
@@ -151,10 +149,8 @@ func (c Config) Validate() error {
 		default:
 			errs = append(errs, errors.New("pagerduty: routingKey, routingKeyEnv and routingKeySecret are exclusive"))
 		}
-		for _, m := range refPattern.FindAllStringSubmatch(pd.RoutingKey, -1) {
-			if strings.TrimSpace(m[2]) == "" {
-				errs = append(errs, fmt.Errorf("pagerduty.routingKey: ${%s:} names nothing", m[1]))
-			}
+		for _, kind := range secrets.EmptyRefs(pd.RoutingKey) {
+			errs = append(errs, fmt.Errorf("pagerduty.routingKey: ${%s:} names nothing", kind))
 		}
 	}
 	seen := map[string]bool{}

@@ -45,6 +45,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/runbookbot/runbookbot/integrations/secrets"
 	"log/slog"
 	"net/http"
 	"os"
@@ -326,37 +327,9 @@ type resolver struct {
 // expand replaces the references in s. Errors name the variable or
 // secret, never a value.
 func (r *resolver) expand(ctx context.Context, s string) (string, error) {
-	var firstErr error
-	out := refPattern.ReplaceAllStringFunc(s, func(m string) string {
-		if firstErr != nil {
-			return ""
-		}
-		sub := refPattern.FindStringSubmatch(m)
-		kind, name := sub[1], strings.TrimSpace(sub[2])
-		var v string
-		switch kind {
-		case "env":
-			val, ok := r.n.cfg.LookupEnv(name)
-			if !ok || val == "" {
-				firstErr = fmt.Errorf("environment variable %s is not set or empty", name)
-				return ""
-			}
-			v = val
-		case "secret":
-			val, err := r.n.secretString(ctx, name)
-			if err != nil {
-				firstErr = err
-				return ""
-			}
-			v = val
-		}
-		r.sensitive = append(r.sensitive, v)
-		return v
-	})
-	if firstErr != nil {
-		return "", firstErr
-	}
-	return out, nil
+	out, produced, err := secrets.ExpandRefs(ctx, s, r.n.cfg.Secrets, r.n.cfg.LookupEnv)
+	r.sensitive = append(r.sensitive, produced...)
+	return out, err
 }
 
 // secretString reads a string secret from Config.Secrets.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/runbookbot/runbookbot/integrations/secrets"
 	"net/http"
 	"net/url"
 	"sort"
@@ -70,7 +71,7 @@ func (c WebhookConfig) validate() error {
 	if strings.TrimSpace(c.URL) == "" {
 		return fmt.Errorf("url is required")
 	}
-	if !refPattern.MatchString(c.URL) {
+	if !secrets.HasRefs(c.URL) {
 		if err := checkURL(c.URL); err != nil {
 			return err
 		}
